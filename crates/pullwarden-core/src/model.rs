@@ -1,0 +1,167 @@
+//! The validated workspace: what the user declared, with every reference
+//! resolved and every name checked. Built by `pullwarden-spec` from the YAML
+//! files; consumed by the planner. Values that may point back at the YAML
+//! carry an [`Origin`].
+
+use std::collections::BTreeMap;
+use std::ops::Range;
+use std::path::PathBuf;
+
+use crate::names::NamespacePattern;
+
+/// Which loaded file a value came from (an index into the loader's source map).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct FileId(pub u32);
+
+/// Where in the workspace a value was written.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Origin {
+    pub file: FileId,
+    pub span: Range<usize>,
+}
+
+/// A value and where it was written.
+#[derive(Clone, Debug)]
+pub struct Located<T> {
+    pub value: T,
+    pub origin: Origin,
+}
+
+#[derive(Clone, Debug)]
+pub struct Workspace {
+    /// The ownership id written into every managed object's labels.
+    pub name: String,
+    pub scope: Scope,
+    pub prune: bool,
+    /// By name.
+    pub registries: BTreeMap<String, Registry>,
+    /// In workspace order (sorted files, then document order).
+    pub pull_secrets: Vec<PullSecret>,
+    pub pull_grants: Vec<PullGrant>,
+}
+
+/// The namespaces a workspace may write to.
+#[derive(Clone, Debug)]
+pub struct Scope {
+    pub include: Vec<Located<NamespacePattern>>,
+    pub exclude: Vec<Located<NamespacePattern>>,
+}
+
+impl Scope {
+    pub fn contains(&self, namespace: &str) -> bool {
+        self.include.iter().any(|p| p.value.matches(namespace))
+            && !self.exclude.iter().any(|p| p.value.matches(namespace))
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct Registry {
+    pub name: String,
+    pub origin: Origin,
+    pub source: RegistrySource,
+}
+
+#[derive(Clone, Debug)]
+pub enum RegistrySource {
+    /// server + username + password (`oc secrets new-dockercfg`).
+    Login {
+        server: Located<String>,
+        username: Located<ValueSource>,
+        password: Located<ValueSource>,
+        email: Option<Located<String>>,
+    },
+    /// An existing docker `config.json` (`{"auths": {...}}`).
+    DockerConfigFile(Located<PathBuf>),
+    /// An existing legacy `.dockercfg` (the bare per-server map).
+    DockercfgFile(Located<PathBuf>),
+}
+
+/// Where a value comes from. Paths are already made relative to the
+/// workspace file that names them (absolute when that file's path was).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ValueSource {
+    /// Written in the workspace; only allowed where the value is not secret.
+    Literal(String),
+    FromEnv(String),
+    FromFile(PathBuf),
+}
+
+impl ValueSource {
+    /// Whether the value is shown in plans (only literals are).
+    pub fn is_sensitive(&self) -> bool {
+        !matches!(self, Self::Literal(_))
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum SecretFormat {
+    /// `kubernetes.io/dockerconfigjson`, key `.dockerconfigjson`.
+    DockerConfigJson,
+    /// `kubernetes.io/dockercfg`, key `.dockercfg`.
+    Dockercfg,
+}
+
+impl SecretFormat {
+    pub fn secret_type(self) -> &'static str {
+        match self {
+            Self::DockerConfigJson => "kubernetes.io/dockerconfigjson",
+            Self::Dockercfg => "kubernetes.io/dockercfg",
+        }
+    }
+
+    pub fn data_key(self) -> &'static str {
+        match self {
+            Self::DockerConfigJson => ".dockerconfigjson",
+            Self::Dockercfg => ".dockercfg",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct PullSecret {
+    /// The Secret's name in every target namespace.
+    pub name: String,
+    pub origin: Origin,
+    pub format: SecretFormat,
+    /// Registry names, in merge order; each names an entry of `Workspace::registries`.
+    pub registries: Vec<Located<String>>,
+    pub namespaces: Vec<Located<NamespacePattern>>,
+    pub exclude_namespaces: Vec<Located<NamespacePattern>>,
+    pub service_accounts: Vec<ServiceAccountLink>,
+}
+
+#[derive(Clone, Debug)]
+pub struct ServiceAccountLink {
+    pub name: Located<String>,
+    /// `imagePullSecrets`.
+    pub pull: bool,
+    /// The SA's `secrets` list.
+    pub mount: bool,
+    pub if_missing: IfMissing,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum IfMissing {
+    Error,
+    Skip,
+    Create,
+}
+
+#[derive(Clone, Debug)]
+pub struct PullGrant {
+    pub name: String,
+    pub origin: Origin,
+    /// A ClusterRole name.
+    pub role: Located<String>,
+    pub namespaces: Vec<Located<NamespacePattern>>,
+    pub to: Vec<Located<Subject>>,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub enum Subject {
+    ServiceAccount { namespace: String, name: String },
+    /// The group `system:serviceaccounts:<ns>` for every matching namespace.
+    AllServiceAccountsIn(NamespacePattern),
+    Group(String),
+    User(String),
+}
