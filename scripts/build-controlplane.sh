@@ -20,9 +20,11 @@ log() { echo "build-controlplane: $*" >&2; }
 
 mkdir -p "$BIN_DIR"
 
-build_kube() {
-  local work; work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+# Each build runs in a subshell: it cds into a throw-away module and removes it
+# on exit, without leaving the caller in a deleted directory.
+build_kube() (
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
   log "resolving k8s.io/kubernetes@$KUBE_VERSION"
   local modjson gomod
   modjson="$(go mod download -json "k8s.io/kubernetes@$KUBE_VERSION")"
@@ -31,7 +33,7 @@ build_kube() {
   local staging_tag="v0.${KUBE_VERSION#v1.}"
   # every replace line of k8s.io/kubernetes' go.mod must point into ./staging
   local replaces
-  replaces="$(awk '/^replace \(/{in=1;next} in&&/^\)/{in=0} in{print} /^replace [^(]/{sub(/^replace /,"");print}' "$gomod")"
+  replaces="$(awk '/^replace \(/{inblock=1;next} inblock&&/^\)/{inblock=0} inblock{print} /^replace [^(]/{sub(/^replace /,"");print}' "$gomod")"
   local bad
   bad="$(printf '%s\n' "$replaces" | grep -v '^[[:space:]]*$' | grep -v '=> ./staging/src/' || true)"
   if [[ -n "$bad" ]]; then
@@ -74,11 +76,11 @@ GO
       mv "$BIN_DIR/$cmd.tmp" "$BIN_DIR/$cmd"
     fi
   done
-}
+)
 
-build_etcd() {
-  local work; work="$(mktemp -d)"
-  trap 'rm -rf "$work"' RETURN
+build_etcd() (
+  work="$(mktemp -d)"
+  trap 'rm -rf "$work"' EXIT
   cd "$work"
   printf 'module pullwarden.dev/etcd-build\n\ngo 1.26.0\n\nrequire go.etcd.io/etcd/server/v3 %s\n' "$ETCD_VERSION" >go.mod
   printf '//go:build tools\n\npackage tools\n\nimport _ "go.etcd.io/etcd/server/v3"\n' >tools.go
@@ -86,7 +88,7 @@ build_etcd() {
   log "building etcd $ETCD_VERSION"
   go build -trimpath -ldflags "-s -w" -o "$BIN_DIR/etcd.tmp" go.etcd.io/etcd/server/v3 >&2
   mv "$BIN_DIR/etcd.tmp" "$BIN_DIR/etcd"
-}
+)
 
 start=$(date +%s)
 [[ -x "$BIN_DIR/etcd" ]] || build_etcd
