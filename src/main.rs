@@ -1,1 +1,24 @@
-fn main() {}
+//! `pullwarden`: who may pull container images, across a cluster, as code.
+//!
+//! The binary parses arguments, runs one command, prints, and owns exit codes.
+//! All printing goes through [`output`]; libraries return data and problems.
+
+mod cli;
+mod output;
+
+use std::process::ExitCode;
+
+use clap::Parser as _;
+
+fn main() -> ExitCode {
+    output::install_panic_hook();
+    let args = cli::Cli::parse();
+    let out = output::Output::new(args.global.color, args.global.quiet);
+    match cli::run(&args, &out) {
+        Ok(code) => code,
+        Err(report) => {
+            out.report(&report);
+            ExitCode::from(1)
+        }
+    }
+}

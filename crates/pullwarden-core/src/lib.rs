@@ -5,6 +5,7 @@
 //! environment, no network, no clock, no tokio. Everything it needs is passed
 //! in as plain data, so every behaviour here is testable with values alone.
 
+pub mod dockerconfig;
 pub mod model;
 pub mod names;
 pub mod secret;

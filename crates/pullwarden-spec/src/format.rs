@@ -1,0 +1,244 @@
+//! The serde/JSON Schema description of `pullwarden.dev/v1alpha1`.
+//!
+//! These types are the documentation of the format: their doc comments become
+//! the JSON Schema's descriptions (`pullwarden schema`, and the committed
+//! `schemas/pullwarden.v1alpha1.schema.json` that editors use). Decoding is done
+//! by [`crate::lower`] over spanned YAML nodes, so that every problem can be
+//! reported at once with its location; a test checks that the field names the
+//! decoder accepts are exactly the ones this schema declares.
+
+#![allow(dead_code)] // the types exist to generate the schema
+
+use schemars::JsonSchema;
+
+/// The only `apiVersion` of the format.
+pub const API_VERSION: &str = "pullwarden.dev/v1alpha1";
+
+/// One YAML document of a pullwarden workspace.
+#[derive(JsonSchema)]
+#[serde(tag = "kind", deny_unknown_fields)]
+#[schemars(title = "pullwarden workspace document (pullwarden.dev/v1alpha1)")]
+pub enum Document {
+    /// The workspace itself: its ownership id, scope and prune policy. Exactly one per workspace.
+    Workspace {
+        #[serde(rename = "apiVersion")]
+        api_version: ApiVersion,
+        metadata: Metadata,
+        spec: WorkspaceSpec,
+    },
+    /// One set of registry credentials.
+    Registry {
+        #[serde(rename = "apiVersion")]
+        api_version: ApiVersion,
+        metadata: Metadata,
+        spec: RegistrySpec,
+    },
+    /// A registry secret placed in namespaces and linked to service accounts.
+    PullSecret {
+        #[serde(rename = "apiVersion")]
+        api_version: ApiVersion,
+        metadata: Metadata,
+        spec: PullSecretSpec,
+    },
+    /// Cross-project image access: one RoleBinding per target namespace.
+    PullGrant {
+        #[serde(rename = "apiVersion")]
+        api_version: ApiVersion,
+        metadata: Metadata,
+        spec: PullGrantSpec,
+    },
+}
+
+#[derive(JsonSchema)]
+pub enum ApiVersion {
+    #[serde(rename = "pullwarden.dev/v1alpha1")]
+    V1alpha1,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Metadata {
+    /// Unique per kind across the workspace. For a Workspace: a DNS label of at most
+    /// 63 characters, written as a label value on every managed object.
+    pub name: String,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct WorkspaceSpec {
+    /// Optional scope: every target namespace must fall inside it.
+    #[serde(default)]
+    pub namespaces: Option<NamespaceScope>,
+    /// Delete/unlink what this workspace manages but no longer declares. Default true.
+    #[serde(default)]
+    pub prune: Option<bool>,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NamespaceScope {
+    /// Glob patterns (`*`, `?`, `[abc]`) matched against whole namespace names. Default `["*"]`.
+    #[serde(default)]
+    pub include: Option<Vec<String>>,
+    /// Names or globs removed from the scope.
+    #[serde(default)]
+    pub exclude: Option<Vec<String>>,
+}
+
+/// Exactly one of three shapes: server/username/password, `dockerConfigFile`, or `dockercfgFile`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum RegistrySpec {
+    Login(LoginRegistry),
+    DockerConfig(DockerConfigRegistry),
+    Dockercfg(DockercfgRegistry),
+}
+
+/// Like `oc secrets new-dockercfg --docker-server --docker-username --docker-password`.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LoginRegistry {
+    /// The registry host, e.g. `quay.io`.
+    pub server: String,
+    /// A literal (shown in plans), or `{fromEnv}` / `{fromFile}` (treated as sensitive).
+    pub username: ValueSource,
+    /// Never a literal: `{fromEnv: VAR}` or `{fromFile: path}`.
+    pub password: SecretSource,
+    /// Optional, written into the entry.
+    #[serde(default)]
+    pub email: Option<String>,
+}
+
+/// An existing docker `config.json` (`oc secrets new NAME .dockerconfigjson=path`).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DockerConfigRegistry {
+    /// Path relative to this file.
+    pub docker_config_file: String,
+}
+
+/// An existing legacy `.dockercfg` (`oc secrets new NAME .dockercfg=path`).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct DockercfgRegistry {
+    /// Path relative to this file.
+    pub dockercfg_file: String,
+}
+
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum ValueSource {
+    Literal(String),
+    Secret(SecretSource),
+}
+
+/// Where a secret comes from, resolved when planning.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum SecretSource {
+    Env(FromEnv),
+    File(FromFile),
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FromEnv {
+    /// An environment variable; missing or empty is an error.
+    pub from_env: String,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FromFile {
+    /// A file path relative to this file; one trailing newline is dropped.
+    pub from_file: String,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PullSecretSpec {
+    /// The Secret type. Default `dockerconfigjson`.
+    #[serde(default)]
+    pub format: Option<SecretFormat>,
+    /// Registry names, merged into one secret in this order.
+    pub registries: Vec<String>,
+    /// Names or globs; a name must exist, a glob that matches nothing is a warning.
+    pub namespaces: Vec<String>,
+    /// Names or globs to leave out.
+    #[serde(default)]
+    pub exclude_namespaces: Option<Vec<String>>,
+    /// Service accounts to link the secret to (`oc secrets link`).
+    #[serde(default)]
+    pub service_accounts: Option<Vec<ServiceAccountLink>>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretFormat {
+    /// `kubernetes.io/dockerconfigjson`, key `.dockerconfigjson`.
+    Dockerconfigjson,
+    /// The legacy `kubernetes.io/dockercfg`, key `.dockercfg`.
+    Dockercfg,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct ServiceAccountLink {
+    /// The ServiceAccount's name in each target namespace.
+    pub name: String,
+    /// `pull`: imagePullSecrets; `mount`: the SA's `secrets` list. Default `[pull]`.
+    #[serde(default, rename = "for")]
+    pub for_: Option<Vec<LinkPurpose>>,
+    /// What to do where the ServiceAccount does not exist. Default `error`.
+    #[serde(default)]
+    pub if_missing: Option<IfMissing>,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum LinkPurpose {
+    Pull,
+    Mount,
+}
+
+#[derive(JsonSchema)]
+#[serde(rename_all = "lowercase")]
+pub enum IfMissing {
+    Error,
+    Skip,
+    Create,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct PullGrantSpec {
+    /// A ClusterRole. Default `system:image-puller`; also `system:image-pusher`, `system:image-builder`.
+    #[serde(default)]
+    pub role: Option<String>,
+    /// Where the images live: one RoleBinding in each (names or globs).
+    pub namespaces: Vec<String>,
+    /// Who may pull.
+    pub to: Vec<Subject>,
+}
+
+/// Exactly one key.
+#[derive(JsonSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub enum Subject {
+    /// `namespace/name`: `add-role-to-user system:serviceaccount:namespace:name`.
+    ServiceAccount(String),
+    /// A namespace or glob: the group `system:serviceaccounts:<ns>` for each match.
+    AllServiceAccountsIn(String),
+    /// An RBAC group.
+    Group(String),
+    /// An RBAC user.
+    User(String),
+}
+
+/// The JSON Schema of the format, pretty-printed with a trailing newline.
+pub fn json_schema() -> String {
+    let schema = schemars::schema_for!(Document);
+    let mut text = serde_json::to_string_pretty(&schema).expect("a schema serializes");
+    text.push('\n');
+    text
+}

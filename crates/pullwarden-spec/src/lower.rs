@@ -1,0 +1,1136 @@
+//! Lowering: spanned YAML documents in, a validated [`Workspace`] out, with
+//! every problem found on the way. Nothing here stops at the first problem:
+//! a bad field is reported and the rest of the document is still checked.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use pullwarden_core::model::{
+    FileId, IfMissing, Located, Origin, PullGrant, PullSecret, Registry, RegistrySource, Scope,
+    SecretFormat, ServiceAccountLink, Subject, ValueSource, Workspace,
+};
+use pullwarden_core::names::{
+    NamespacePattern, dns_label_problem, dns_subdomain_problem, is_glob, role_name_problem,
+};
+
+use crate::diag::Problem;
+use crate::format::API_VERSION;
+use crate::yaml::{Node, Value};
+
+/// The field names the decoder accepts, per object; a test checks them against
+/// the JSON Schema so the two cannot drift apart.
+pub mod fields {
+    pub const DOCUMENT: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
+    pub const METADATA: &[&str] = &["name"];
+    pub const WORKSPACE_SPEC: &[&str] = &["namespaces", "prune"];
+    pub const NAMESPACE_SCOPE: &[&str] = &["include", "exclude"];
+    pub const LOGIN_REGISTRY: &[&str] = &["server", "username", "password", "email"];
+    pub const DOCKER_CONFIG_REGISTRY: &[&str] = &["dockerConfigFile"];
+    pub const DOCKERCFG_REGISTRY: &[&str] = &["dockercfgFile"];
+    pub const SECRET_SOURCE: &[&str] = &["fromEnv", "fromFile"];
+    pub const PULL_SECRET_SPEC: &[&str] = &[
+        "format",
+        "registries",
+        "namespaces",
+        "excludeNamespaces",
+        "serviceAccounts",
+    ];
+    pub const SERVICE_ACCOUNT_LINK: &[&str] = &["name", "for", "ifMissing"];
+    pub const PULL_GRANT_SPEC: &[&str] = &["role", "namespaces", "to"];
+    pub const SUBJECT: &[&str] = &["serviceAccount", "allServiceAccountsIn", "group", "user"];
+    pub const KINDS: &[&str] = &["Workspace", "Registry", "PullSecret", "PullGrant"];
+}
+
+/// The default role of a PullGrant.
+pub const DEFAULT_ROLE: &str = "system:image-puller";
+
+/// One parsed file: its id, the directory its relative paths start from, and its documents.
+pub struct ParsedFile {
+    pub file: FileId,
+    pub dir: PathBuf,
+    pub documents: Vec<Node>,
+}
+
+/// Lowers every document of every file. The workspace is `None` only when
+/// there is no usable `Workspace` document; otherwise it is returned even with
+/// errors (callers must check the problems).
+pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
+    let mut cx = Cx::default();
+    let mut workspaces: Vec<WorkspaceDoc> = Vec::new();
+    let mut registries: Vec<Registry> = Vec::new();
+    let mut pull_secrets: Vec<PullSecret> = Vec::new();
+    let mut pull_grants: Vec<PullGrant> = Vec::new();
+
+    for parsed in files {
+        cx.file = parsed.file.into();
+        for document in &parsed.documents {
+            let Some(header) = cx.header(document) else {
+                continue;
+            };
+            match header.kind.as_str() {
+                "Workspace" => {
+                    if let Some(ws) = cx.workspace(&header) {
+                        workspaces.push(ws);
+                    }
+                }
+                "Registry" => {
+                    if let Some(registry) = cx.registry(&header, &parsed.dir) {
+                        registries.push(registry);
+                    }
+                }
+                "PullSecret" => {
+                    if let Some(secret) = cx.pull_secret(&header) {
+                        pull_secrets.push(secret);
+                    }
+                }
+                "PullGrant" => {
+                    if let Some(grant) = cx.pull_grant(&header) {
+                        pull_grants.push(grant);
+                    }
+                }
+                _ => unreachable!("header() accepts only known kinds"),
+            }
+        }
+    }
+
+    let workspace = match workspaces.len() {
+        0 => {
+            if files.iter().any(|f| !f.documents.is_empty()) || cx.problems.is_empty() {
+                cx.problems.push(
+                    Problem::error(
+                        "pullwarden::spec::missing_workspace",
+                        "no `Workspace` document found",
+                    )
+                    .help(format!(
+                        "add one document:\n  apiVersion: {API_VERSION}\n  kind: Workspace\n  metadata:\n    name: my-workspace\n  spec: {{}}"
+                    )),
+                );
+            }
+            None
+        }
+        _ => {
+            for extra in &workspaces[1..] {
+                cx.problems.push(
+                    Problem::error(
+                        "pullwarden::spec::second_workspace",
+                        "a workspace has exactly one `Workspace` document",
+                    )
+                    .at(&extra.name.origin, "second Workspace")
+                    .also(&workspaces[0].name.origin, "first Workspace here")
+                    .help("merge them, or point pullwarden at one workspace at a time"),
+                );
+            }
+            Some(workspaces.swap_remove(0))
+        }
+    };
+
+    check_unique(&mut cx.problems, "Registry", registries.iter().map(|r| (&r.name, &r.origin)));
+    check_unique(&mut cx.problems, "PullSecret", pull_secrets.iter().map(|r| (&r.name, &r.origin)));
+    check_unique(&mut cx.problems, "PullGrant", pull_grants.iter().map(|r| (&r.name, &r.origin)));
+
+    let mut registry_map = BTreeMap::new();
+    for registry in registries {
+        registry_map.entry(registry.name.clone()).or_insert(registry);
+    }
+    check_references(&mut cx.problems, &registry_map, &pull_secrets);
+
+    let workspace = workspace.map(|ws| Workspace {
+        name: ws.name.value,
+        scope: ws.scope,
+        prune: ws.prune,
+        registries: registry_map,
+        pull_secrets,
+        pull_grants,
+    });
+    if let Some(ws) = &workspace {
+        check_scope(&mut cx.problems, ws);
+    }
+    (workspace, cx.problems)
+}
+
+struct WorkspaceDoc {
+    name: Located<String>,
+    scope: Scope,
+    prune: bool,
+}
+
+struct Header<'n> {
+    kind: String,
+    name: Located<String>,
+    spec: Option<&'n Node>,
+}
+
+#[derive(Default)]
+struct Cx {
+    file: FileId0,
+    problems: Vec<Problem>,
+}
+
+/// `FileId` with a `Default`, for the context only.
+#[derive(Clone, Copy)]
+struct FileId0(FileId);
+
+impl Default for FileId0 {
+    fn default() -> Self {
+        Self(FileId(0))
+    }
+}
+
+impl From<FileId> for FileId0 {
+    fn from(id: FileId) -> Self {
+        Self(id)
+    }
+}
+
+/// The fields of one mapping node, after unknown and duplicate keys were reported.
+struct Fields<'n> {
+    node: &'n Node,
+    entries: Vec<(&'n str, &'n Node, &'n Node)>,
+}
+
+impl<'n> Fields<'n> {
+    fn get(&self, key: &str) -> Option<&'n Node> {
+        self.entries
+            .iter()
+            .find(|(k, _, _)| *k == key)
+            .map(|(_, _, v)| *v)
+    }
+
+    fn has(&self, key: &str) -> bool {
+        self.get(key).is_some()
+    }
+}
+
+impl Cx {
+    fn origin(&self, node: &Node) -> Origin {
+        Origin {
+            file: self.file.0,
+            span: node.span.clone(),
+        }
+    }
+
+    fn located<T>(&self, value: T, node: &Node) -> Located<T> {
+        Located {
+            value,
+            origin: self.origin(node),
+        }
+    }
+
+    fn push(&mut self, problem: Problem) {
+        self.problems.push(problem);
+    }
+
+    fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
+        let problem = Problem::error(
+            "pullwarden::spec::wrong_type",
+            format!("`{what}` must be {expected}, not {}", node.value.describe()),
+        )
+        .at(&self.origin(node), format!("expected {expected}"));
+        self.push(problem);
+    }
+
+    /// Checks a mapping's keys against `allowed`; reports unknown and duplicate keys.
+    fn fields<'n>(&mut self, node: &'n Node, allowed: &[&str], what: &str) -> Option<Fields<'n>> {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, what, "a mapping");
+            return None;
+        };
+        let mut out: Vec<(&'n str, &'n Node, &'n Node)> = Vec::new();
+        for (key, value) in entries {
+            let Value::String(name) = &key.value else {
+                let problem = Problem::error(
+                    "pullwarden::spec::wrong_type",
+                    format!("keys of `{what}` must be strings"),
+                )
+                .at(&self.origin(key), "not a string key");
+                self.push(problem);
+                continue;
+            };
+            if let Some((_, first, _)) = out.iter().find(|(k, _, _)| *k == name.as_str()) {
+                let problem = Problem::error(
+                    "pullwarden::spec::duplicate_key",
+                    format!("`{name}` appears twice in `{what}`"),
+                )
+                .at(&self.origin(key), "second occurrence")
+                .also(&self.origin(first), "first occurrence");
+                self.push(problem);
+                continue;
+            }
+            if !allowed.contains(&name.as_str()) {
+                let mut problem = Problem::error(
+                    "pullwarden::spec::unknown_field",
+                    format!("unknown field `{name}` in `{what}`"),
+                )
+                .at(&self.origin(key), "unknown field");
+                problem = match suggest(name, allowed) {
+                    Some(s) => problem.help(format!("did you mean `{s}`?")),
+                    None => problem.help(format!("`{what}` accepts: {}", allowed.join(", "))),
+                };
+                self.push(problem);
+                continue;
+            }
+            out.push((name.as_str(), key, value));
+        }
+        Some(Fields { node, entries: out })
+    }
+
+    fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
+        let found = fields.get(key);
+        if found.is_none() {
+            let problem = Problem::error(
+                "pullwarden::spec::missing_field",
+                format!("`{what}` is missing the required field `{key}`"),
+            )
+            .at(&self.origin(fields.node), format!("`{key}` missing here"));
+            self.push(problem);
+        }
+        found
+    }
+
+    /// A scalar read as text (numbers are accepted as their text).
+    fn string(&mut self, node: &Node, what: &str) -> Option<Located<String>> {
+        match &node.value {
+            Value::String(s) | Value::Number(s) => Some(self.located(s.clone(), node)),
+            _ => {
+                self.wrong_type(node, what, "a string");
+                None
+            }
+        }
+    }
+
+    fn non_empty_string(&mut self, node: &Node, what: &str) -> Option<Located<String>> {
+        let value = self.string(node, what)?;
+        if value.value.trim().is_empty() {
+            let problem = Problem::error(
+                "pullwarden::spec::invalid_value",
+                format!("`{what}` must not be empty"),
+            )
+            .at(&value.origin, "empty");
+            self.push(problem);
+            return None;
+        }
+        Some(value)
+    }
+
+    fn string_list(&mut self, node: &Node, what: &str, non_empty: bool) -> Vec<Located<String>> {
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(node, what, "a list");
+            return Vec::new();
+        };
+        if non_empty && items.is_empty() {
+            let problem = Problem::error(
+                "pullwarden::spec::empty_list",
+                format!("`{what}` must list at least one entry"),
+            )
+            .at(&self.origin(node), "empty list");
+            self.push(problem);
+        }
+        items
+            .iter()
+            .filter_map(|item| self.string(item, what))
+            .collect()
+    }
+
+    fn enum_value<T: Copy>(
+        &mut self,
+        node: &Node,
+        what: &str,
+        choices: &[(&str, T)],
+    ) -> Option<T> {
+        let value = self.string(node, what)?;
+        if let Some((_, v)) = choices.iter().find(|(name, _)| *name == value.value) {
+            return Some(*v);
+        }
+        let names: Vec<&str> = choices.iter().map(|(n, _)| *n).collect();
+        let mut problem = Problem::error(
+            "pullwarden::spec::invalid_value",
+            format!("`{}` is not a valid `{what}`", value.value),
+        )
+        .at(&value.origin, format!("expected one of: {}", names.join(", ")));
+        if let Some(s) = suggest(&value.value, &names) {
+            problem = problem.help(format!("did you mean `{s}`?"));
+        }
+        self.push(problem);
+        None
+    }
+
+    fn namespace_patterns(
+        &mut self,
+        node: &Node,
+        what: &str,
+        non_empty: bool,
+    ) -> Vec<Located<NamespacePattern>> {
+        let raw = self.string_list(node, what, non_empty);
+        raw.into_iter()
+            .filter_map(|s| self.namespace_pattern(&s, what))
+            .collect()
+    }
+
+    fn namespace_pattern(
+        &mut self,
+        value: &Located<String>,
+        what: &str,
+    ) -> Option<Located<NamespacePattern>> {
+        match NamespacePattern::parse(&value.value) {
+            Ok(pattern) => Some(Located {
+                value: pattern,
+                origin: value.origin.clone(),
+            }),
+            Err(reason) => {
+                let (code, help) = if is_glob(&value.value) {
+                    (
+                        "pullwarden::spec::invalid_glob",
+                        "globs use `*`, `?` and `[abc]`, matched against whole namespace names",
+                    )
+                } else {
+                    (
+                        "pullwarden::spec::invalid_name",
+                        "namespace names are DNS labels: lowercase letters, digits and '-', at most 63 characters",
+                    )
+                };
+                let problem = Problem::error(code, format!("`{}` in `{what}` {reason}", value.value))
+                    .at(&value.origin, "here")
+                    .help(help);
+                self.push(problem);
+                None
+            }
+        }
+    }
+
+    fn check_name(
+        &mut self,
+        name: &Located<String>,
+        what: &str,
+        rule: fn(&str) -> Option<String>,
+        help: &str,
+    ) -> bool {
+        match rule(&name.value) {
+            None => true,
+            Some(reason) => {
+                let problem = Problem::error(
+                    "pullwarden::spec::invalid_name",
+                    format!("{what} `{}` {reason}", name.value),
+                )
+                .at(&name.origin, "invalid name")
+                .help(help.to_string());
+                self.push(problem);
+                false
+            }
+        }
+    }
+
+    /// apiVersion, kind, metadata.name and spec of a document.
+    fn header<'n>(&mut self, document: &'n Node) -> Option<Header<'n>> {
+        let Value::Map(_) = &document.value else {
+            let problem = Problem::error(
+                "pullwarden::spec::not_a_document",
+                format!(
+                    "a workspace document must be a mapping, not {}",
+                    document.value.describe()
+                ),
+            )
+            .at(&self.origin(document), "not a mapping");
+            self.push(problem);
+            return None;
+        };
+        // Unknown top-level keys are reported once the kind is known to be valid,
+        // so a document with a wrong kind reports only that.
+        let Value::Map(entries) = &document.value else {
+            return None;
+        };
+        let find = |key: &str| {
+            entries.iter().find_map(|(k, v)| match &k.value {
+                Value::String(s) if s == key => Some((k, v)),
+                _ => None,
+            })
+        };
+        let mut ok = true;
+        match find("apiVersion") {
+            None => {
+                let problem = Problem::error(
+                    "pullwarden::spec::missing_field",
+                    "document is missing `apiVersion`",
+                )
+                .at(&self.origin(document), "`apiVersion` missing here")
+                .help(format!("add `apiVersion: {API_VERSION}`"));
+                self.push(problem);
+                ok = false;
+            }
+            Some((_, v)) => {
+                if let Some(version) = self.string(v, "apiVersion") {
+                    if version.value != API_VERSION {
+                        let problem = Problem::error(
+                            "pullwarden::spec::api_version",
+                            format!("unsupported apiVersion `{}`", version.value),
+                        )
+                        .at(&version.origin, format!("expected {API_VERSION}"))
+                        .help("pullwarden reads only its own documents; keep other manifests out of the workspace directory");
+                        self.push(problem);
+                        ok = false;
+                    }
+                } else {
+                    ok = false;
+                }
+            }
+        }
+        let kind = match find("kind") {
+            None => {
+                let problem =
+                    Problem::error("pullwarden::spec::missing_field", "document is missing `kind`")
+                        .at(&self.origin(document), "`kind` missing here")
+                        .help(format!("one of: {}", fields::KINDS.join(", ")));
+                self.push(problem);
+                None
+            }
+            Some((_, v)) => {
+                let kind = self.string(v, "kind")?;
+                if fields::KINDS.contains(&kind.value.as_str()) {
+                    Some(kind.value)
+                } else {
+                    let mut problem = Problem::error(
+                        "pullwarden::spec::unknown_kind",
+                        format!("unknown kind `{}`", kind.value),
+                    )
+                    .at(&kind.origin, format!("expected one of: {}", fields::KINDS.join(", ")));
+                    if let Some(s) = suggest(&kind.value, fields::KINDS) {
+                        problem = problem.help(format!("did you mean `{s}`?"));
+                    }
+                    self.push(problem);
+                    None
+                }
+            }
+        };
+        let kind = kind?;
+        if !ok {
+            return None;
+        }
+        let top = self.fields(document, fields::DOCUMENT, kind.as_str())?;
+        let metadata_node = self.required(&top, "metadata", &kind);
+        let spec = self.required(&top, "spec", &kind);
+        let metadata = metadata_node.and_then(|m| self.fields(m, fields::METADATA, "metadata"))?;
+        let name_node = self.required(&metadata, "name", "metadata")?;
+        let name = self.non_empty_string(name_node, "metadata.name")?;
+        Some(Header { kind, name, spec })
+    }
+
+    fn workspace(&mut self, header: &Header<'_>) -> Option<WorkspaceDoc> {
+        let name_ok = self.check_name(
+            &header.name,
+            "Workspace name",
+            dns_label_problem,
+            "the workspace name is written as a label value: lowercase letters, digits and '-', at most 63 characters",
+        );
+        let mut scope = Scope {
+            include: Vec::new(),
+            exclude: Vec::new(),
+        };
+        let mut prune = true;
+        if let Some(spec) = header.spec
+            && let Some(spec) = self.fields(spec, fields::WORKSPACE_SPEC, "Workspace.spec")
+        {
+            if let Some(ns) = spec.get("namespaces")
+                && let Some(ns) = self.fields(ns, fields::NAMESPACE_SCOPE, "spec.namespaces")
+            {
+                if let Some(include) = ns.get("include") {
+                    scope.include = self.namespace_patterns(include, "namespaces.include", true);
+                }
+                if let Some(exclude) = ns.get("exclude") {
+                    scope.exclude = self.namespace_patterns(exclude, "namespaces.exclude", false);
+                }
+            }
+            if let Some(p) = spec.get("prune") {
+                match p.value {
+                    Value::Bool(b) => prune = b,
+                    _ => self.wrong_type(p, "prune", "true or false"),
+                }
+            }
+        }
+        if scope.include.is_empty() {
+            scope.include.push(Located {
+                value: NamespacePattern::parse("*").expect("`*` is a glob"),
+                origin: header.name.origin.clone(),
+            });
+        }
+        name_ok.then(|| WorkspaceDoc {
+            name: header.name.clone(),
+            scope,
+            prune,
+        })
+    }
+
+    fn registry(&mut self, header: &Header<'_>, dir: &Path) -> Option<Registry> {
+        self.check_name(
+            &header.name,
+            "Registry name",
+            dns_subdomain_problem,
+            "use lowercase letters, digits, '-' and '.'",
+        );
+        let spec_node = header.spec?;
+        let all: Vec<&str> = fields::LOGIN_REGISTRY
+            .iter()
+            .chain(fields::DOCKER_CONFIG_REGISTRY)
+            .chain(fields::DOCKERCFG_REGISTRY)
+            .copied()
+            .collect();
+        let spec = self.fields(spec_node, &all, "Registry.spec")?;
+        let login = fields::LOGIN_REGISTRY.iter().any(|k| spec.has(k));
+        let config = spec.has("dockerConfigFile");
+        let legacy = spec.has("dockercfgFile");
+        let shapes = [login, config, legacy].iter().filter(|b| **b).count();
+        let shape_help = "a Registry has exactly one of three shapes:\n  1. server + username + password (+ email)\n  2. dockerConfigFile: path/to/config.json\n  3. dockercfgFile: path/to/.dockercfg";
+        if shapes != 1 {
+            let message = if shapes == 0 {
+                "Registry spec has none of its three shapes".to_string()
+            } else {
+                let mut present = Vec::new();
+                if login {
+                    present.push("server/username/password");
+                }
+                if config {
+                    present.push("dockerConfigFile");
+                }
+                if legacy {
+                    present.push("dockercfgFile");
+                }
+                format!("Registry spec mixes shapes: {}", present.join(" and "))
+            };
+            let problem = Problem::error("pullwarden::spec::registry_shape", message)
+                .at(&self.origin(spec_node), "choose one shape")
+                .help(shape_help);
+            self.push(problem);
+            return None;
+        }
+        let source = if config || legacy {
+            let key = if config { "dockerConfigFile" } else { "dockercfgFile" };
+            let path = self.non_empty_string(spec.get(key)?, key)?;
+            let located = Located {
+                value: dir.join(&path.value),
+                origin: path.origin,
+            };
+            if config {
+                RegistrySource::DockerConfigFile(located)
+            } else {
+                RegistrySource::DockercfgFile(located)
+            }
+        } else {
+            let server = self.required(&spec, "server", "Registry.spec");
+            let username = self.required(&spec, "username", "Registry.spec");
+            let password = self.required(&spec, "password", "Registry.spec");
+            let server = server.and_then(|s| self.non_empty_string(s, "server"));
+            let username = username.and_then(|u| self.value_source(u, "username", dir, true));
+            let password = password.and_then(|p| self.value_source(p, "password", dir, false));
+            let email = spec.get("email").and_then(|e| self.string(e, "email"));
+            if let Some(Located {
+                value: ValueSource::Literal(user),
+                origin,
+            }) = &username
+                && user.contains(':')
+            {
+                let problem = Problem::error(
+                    "pullwarden::spec::colon_in_username",
+                    "a registry username cannot contain ':'",
+                )
+                .at(origin, "contains ':'")
+                .help("registries split `auth` on the first ':', so such a username cannot log in");
+                self.push(problem);
+            }
+            RegistrySource::Login {
+                server: server?,
+                username: username?,
+                password: password?,
+                email,
+            }
+        };
+        Some(Registry {
+            name: header.name.value.clone(),
+            origin: header.name.origin.clone(),
+            source,
+        })
+    }
+
+    fn value_source(
+        &mut self,
+        node: &Node,
+        what: &str,
+        dir: &Path,
+        literal_allowed: bool,
+    ) -> Option<Located<ValueSource>> {
+        match &node.value {
+            Value::String(_) | Value::Number(_) => {
+                if literal_allowed {
+                    let value = self.non_empty_string(node, what)?;
+                    Some(Located {
+                        value: ValueSource::Literal(value.value),
+                        origin: value.origin,
+                    })
+                } else {
+                    // Never echo the value: it is a password.
+                    let problem = Problem::error(
+                        "pullwarden::spec::literal_password",
+                        format!("a literal `{what}` is not allowed: secrets do not belong in git"),
+                    )
+                    .at(&self.origin(node), "literal secret")
+                    .help(format!(
+                        "use `{what}: {{fromEnv: VARIABLE}}` or `{what}: {{fromFile: path}}`, and remove the value from git history"
+                    ));
+                    self.push(problem);
+                    None
+                }
+            }
+            Value::Map(_) => {
+                let fields = self.fields(node, fields::SECRET_SOURCE, what)?;
+                match (fields.get("fromEnv"), fields.get("fromFile")) {
+                    (Some(env), None) => {
+                        let var = self.non_empty_string(env, "fromEnv")?;
+                        Some(self.located(ValueSource::FromEnv(var.value), node))
+                    }
+                    (None, Some(file)) => {
+                        let path = self.non_empty_string(file, "fromFile")?;
+                        Some(self.located(ValueSource::FromFile(dir.join(path.value)), node))
+                    }
+                    _ => {
+                        let problem = Problem::error(
+                            "pullwarden::spec::value_source",
+                            format!("`{what}` needs exactly one of `fromEnv` and `fromFile`"),
+                        )
+                        .at(&self.origin(node), "one of fromEnv / fromFile");
+                        self.push(problem);
+                        None
+                    }
+                }
+            }
+            _ => {
+                let expected = if literal_allowed {
+                    "a string, {fromEnv: VAR} or {fromFile: path}"
+                } else {
+                    "{fromEnv: VAR} or {fromFile: path}"
+                };
+                self.wrong_type(node, what, expected);
+                None
+            }
+        }
+    }
+
+    fn pull_secret(&mut self, header: &Header<'_>) -> Option<PullSecret> {
+        let name_ok = self.check_name(
+            &header.name,
+            "PullSecret name (the Secret's name)",
+            dns_subdomain_problem,
+            "Secret names are DNS subdomains: lowercase letters, digits, '-' and '.'",
+        );
+        let spec = self.fields(header.spec?, fields::PULL_SECRET_SPEC, "PullSecret.spec")?;
+        let format = match spec.get("format") {
+            None => Some(SecretFormat::DockerConfigJson),
+            Some(node) => self.enum_value(
+                node,
+                "format",
+                &[
+                    ("dockerconfigjson", SecretFormat::DockerConfigJson),
+                    ("dockercfg", SecretFormat::Dockercfg),
+                ],
+            ),
+        };
+        let registries = self
+            .required(&spec, "registries", "PullSecret.spec")
+            .map(|n| self.string_list(n, "registries", true))
+            .unwrap_or_default();
+        let mut seen: Vec<&Located<String>> = Vec::new();
+        for registry in &registries {
+            if let Some(first) = seen.iter().find(|r| r.value == registry.value) {
+                let problem = Problem::error(
+                    "pullwarden::spec::duplicate_entry",
+                    format!("registry `{}` is listed twice", registry.value),
+                )
+                .at(&registry.origin, "second time")
+                .also(&first.origin, "first time");
+                self.push(problem);
+            } else {
+                seen.push(registry);
+            }
+        }
+        let namespaces = self
+            .required(&spec, "namespaces", "PullSecret.spec")
+            .map(|n| self.namespace_patterns(n, "namespaces", true))
+            .unwrap_or_default();
+        let exclude_namespaces = spec
+            .get("excludeNamespaces")
+            .map(|n| self.namespace_patterns(n, "excludeNamespaces", false))
+            .unwrap_or_default();
+        let mut service_accounts: Vec<ServiceAccountLink> = Vec::new();
+        if let Some(list) = spec.get("serviceAccounts") {
+            if let Value::Seq(items) = &list.value {
+                for item in items {
+                    let Some(link) = self.service_account_link(item) else {
+                        continue;
+                    };
+                    if let Some(first) = service_accounts
+                        .iter()
+                        .find(|l| l.name.value == link.name.value)
+                    {
+                        let problem = Problem::error(
+                            "pullwarden::spec::duplicate_entry",
+                            format!("service account `{}` is listed twice", link.name.value),
+                        )
+                        .at(&link.name.origin, "second time")
+                        .also(&first.name.origin, "first time")
+                        .help("list it once, with every purpose in `for`");
+                        self.push(problem);
+                        continue;
+                    }
+                    service_accounts.push(link);
+                }
+            } else {
+                self.wrong_type(list, "serviceAccounts", "a list");
+            }
+        }
+        let format = format?;
+        name_ok.then(|| PullSecret {
+            name: header.name.value.clone(),
+            origin: header.name.origin.clone(),
+            format,
+            registries,
+            namespaces,
+            exclude_namespaces,
+            service_accounts,
+        })
+    }
+
+    fn service_account_link(&mut self, node: &Node) -> Option<ServiceAccountLink> {
+        let fields = self.fields(node, fields::SERVICE_ACCOUNT_LINK, "serviceAccounts[]")?;
+        let name = self.required(&fields, "name", "serviceAccounts[]");
+        let name = name.and_then(|n| self.non_empty_string(n, "serviceAccounts[].name"));
+        let name_ok = name.as_ref().is_some_and(|n| {
+            self.check_name(
+                n,
+                "service account name",
+                dns_subdomain_problem,
+                "ServiceAccount names are DNS subdomains: lowercase letters, digits, '-' and '.'",
+            )
+        });
+        let (mut pull, mut mount) = (true, false);
+        let mut purposes_ok = true;
+        if let Some(list) = fields.get("for") {
+            let Value::Seq(items) = &list.value else {
+                self.wrong_type(list, "for", "a list of pull / mount");
+                return None;
+            };
+            if items.is_empty() {
+                let problem = Problem::error(
+                    "pullwarden::spec::empty_list",
+                    "`for` must list `pull`, `mount` or both",
+                )
+                .at(&self.origin(list), "empty list");
+                self.push(problem);
+                purposes_ok = false;
+            }
+            (pull, mount) = (false, false);
+            for item in items {
+                match self.enum_value(item, "for", &[("pull", 0u8), ("mount", 1u8)]) {
+                    Some(0) => pull = true,
+                    Some(_) => mount = true,
+                    None => purposes_ok = false,
+                }
+            }
+        }
+        let if_missing = match fields.get("ifMissing") {
+            None => Some(IfMissing::Error),
+            Some(n) => self.enum_value(
+                n,
+                "ifMissing",
+                &[
+                    ("error", IfMissing::Error),
+                    ("skip", IfMissing::Skip),
+                    ("create", IfMissing::Create),
+                ],
+            ),
+        };
+        let (name, if_missing) = (name?, if_missing?);
+        (name_ok && purposes_ok).then_some(ServiceAccountLink {
+            name,
+            pull,
+            mount,
+            if_missing,
+        })
+    }
+
+    fn pull_grant(&mut self, header: &Header<'_>) -> Option<PullGrant> {
+        let name_ok = self.check_name(
+            &header.name,
+            "PullGrant name",
+            dns_subdomain_problem,
+            "use lowercase letters, digits, '-' and '.' (it becomes part of RoleBinding names)",
+        );
+        let spec = self.fields(header.spec?, fields::PULL_GRANT_SPEC, "PullGrant.spec")?;
+        let role = match spec.get("role") {
+            None => Some(Located {
+                value: DEFAULT_ROLE.to_string(),
+                origin: header.name.origin.clone(),
+            }),
+            Some(node) => self.non_empty_string(node, "role").filter(|role| {
+                self.check_name(role, "role", role_name_problem, "a ClusterRole name, e.g. system:image-puller")
+            }),
+        };
+        let namespaces = self
+            .required(&spec, "namespaces", "PullGrant.spec")
+            .map(|n| self.namespace_patterns(n, "namespaces", true))
+            .unwrap_or_default();
+        let mut to: Vec<Located<Subject>> = Vec::new();
+        if let Some(list) = self.required(&spec, "to", "PullGrant.spec") {
+            match &list.value {
+                Value::Seq(items) if items.is_empty() => {
+                    let problem = Problem::error(
+                        "pullwarden::spec::empty_list",
+                        "`to` must list at least one subject",
+                    )
+                    .at(&self.origin(list), "empty list");
+                    self.push(problem);
+                }
+                Value::Seq(items) => {
+                    for item in items {
+                        let Some(subject) = self.subject(item) else {
+                            continue;
+                        };
+                        if let Some(first) = to.iter().find(|s| s.value == subject.value) {
+                            let problem = Problem::error(
+                                "pullwarden::spec::duplicate_entry",
+                                "this subject is listed twice",
+                            )
+                            .at(&subject.origin, "second time")
+                            .also(&first.origin, "first time");
+                            self.push(problem);
+                            continue;
+                        }
+                        to.push(subject);
+                    }
+                }
+                _ => self.wrong_type(list, "to", "a list"),
+            }
+        }
+        let role = role?;
+        name_ok.then(|| PullGrant {
+            name: header.name.value.clone(),
+            origin: header.name.origin.clone(),
+            role,
+            namespaces,
+            to,
+        })
+    }
+
+    fn subject(&mut self, node: &Node) -> Option<Located<Subject>> {
+        let fields = self.fields(node, fields::SUBJECT, "to[]")?;
+        if fields.entries.len() != 1 {
+            let problem = Problem::error(
+                "pullwarden::spec::invalid_subject",
+                "each entry of `to` has exactly one of serviceAccount, allServiceAccountsIn, group, user",
+            )
+            .at(&self.origin(node), "one key per entry");
+            self.push(problem);
+            return None;
+        }
+        let (key, _, value_node) = fields.entries[0];
+        let value = self.non_empty_string(value_node, key)?;
+        let subject = match key {
+            "serviceAccount" => {
+                let Some((namespace, name)) = value.value.split_once('/') else {
+                    let problem = Problem::error(
+                        "pullwarden::spec::invalid_subject",
+                        format!("`{}` is not `namespace/name`", value.value),
+                    )
+                    .at(&value.origin, "expected namespace/name")
+                    .help("e.g. `serviceAccount: project-a/default`");
+                    self.push(problem);
+                    return None;
+                };
+                let ns_ok = self.check_name(
+                    &Located { value: namespace.to_string(), origin: value.origin.clone() },
+                    "namespace",
+                    dns_label_problem,
+                    "namespace names are DNS labels",
+                );
+                let sa_ok = self.check_name(
+                    &Located { value: name.to_string(), origin: value.origin.clone() },
+                    "service account name",
+                    dns_subdomain_problem,
+                    "ServiceAccount names are DNS subdomains",
+                );
+                if !(ns_ok && sa_ok) {
+                    return None;
+                }
+                Subject::ServiceAccount {
+                    namespace: namespace.to_string(),
+                    name: name.to_string(),
+                }
+            }
+            "allServiceAccountsIn" => {
+                Subject::AllServiceAccountsIn(self.namespace_pattern(&value, key)?.value)
+            }
+            "group" => Subject::Group(value.value.clone()),
+            _ => Subject::User(value.value.clone()),
+        };
+        Some(Located {
+            value: subject,
+            origin: value.origin,
+        })
+    }
+}
+
+fn check_unique<'a>(
+    problems: &mut Vec<Problem>,
+    kind: &str,
+    items: impl Iterator<Item = (&'a String, &'a Origin)>,
+) {
+    let mut seen: BTreeMap<&str, &Origin> = BTreeMap::new();
+    for (name, origin) in items {
+        if let Some(first) = seen.get(name.as_str()) {
+            problems.push(
+                Problem::error(
+                    "pullwarden::spec::duplicate_name",
+                    format!("two {kind} documents are named `{name}`"),
+                )
+                .at(origin, "second definition")
+                .also(first, "first defined here")
+                .help(format!("{kind} names are unique across the whole workspace")),
+            );
+        } else {
+            seen.insert(name, origin);
+        }
+    }
+}
+
+fn check_references(
+    problems: &mut Vec<Problem>,
+    registries: &BTreeMap<String, Registry>,
+    pull_secrets: &[PullSecret],
+) {
+    let names: Vec<&str> = registries.keys().map(String::as_str).collect();
+    for secret in pull_secrets {
+        for reference in &secret.registries {
+            if !registries.contains_key(&reference.value) {
+                let mut problem = Problem::error(
+                    "pullwarden::spec::unknown_registry",
+                    format!(
+                        "PullSecret `{}` names a Registry `{}` that no document defines",
+                        secret.name, reference.value
+                    ),
+                )
+                .at(&reference.origin, "unknown registry");
+                problem = match suggest(&reference.value, &names) {
+                    Some(s) => problem.help(format!("did you mean `{s}`?")),
+                    None if names.is_empty() => {
+                        problem.help("the workspace defines no Registry documents")
+                    }
+                    None => problem.help(format!("defined registries: {}", names.join(", "))),
+                };
+                problems.push(problem);
+            }
+        }
+        // Two registries naming the same server, where the server is written in the workspace.
+        let mut servers: BTreeMap<String, &Located<String>> = BTreeMap::new();
+        for reference in &secret.registries {
+            if let Some(Registry {
+                source: RegistrySource::Login { server, .. },
+                ..
+            }) = registries.get(&reference.value)
+            {
+                let key = normalize_server(&server.value);
+                if let Some(first) = servers.get(&key) {
+                    problems.push(
+                        Problem::error(
+                            "pullwarden::spec::duplicate_server",
+                            format!(
+                                "PullSecret `{}` merges two registries for server `{}`",
+                                secret.name, server.value
+                            ),
+                        )
+                        .at(&reference.origin, "second registry for that server")
+                        .also(&first.origin, "first one here")
+                        .help("one secret holds one entry per server; keep one of them"),
+                    );
+                } else {
+                    servers.insert(key, reference);
+                }
+            }
+        }
+    }
+}
+
+/// Servers compare without scheme, trailing slash or case (`https://Quay.io/` = `quay.io`).
+pub fn normalize_server(server: &str) -> String {
+    let s = server.trim();
+    let s = s
+        .strip_prefix("https://")
+        .or_else(|| s.strip_prefix("http://"))
+        .unwrap_or(s);
+    s.trim_end_matches('/').to_ascii_lowercase()
+}
+
+fn check_scope(problems: &mut Vec<Problem>, ws: &Workspace) {
+    let targets = ws
+        .pull_secrets
+        .iter()
+        .flat_map(|s| s.namespaces.iter().map(move |n| ("PullSecret", &s.name, n)))
+        .chain(
+            ws.pull_grants
+                .iter()
+                .flat_map(|g| g.namespaces.iter().map(move |n| ("PullGrant", &g.name, n))),
+        );
+    for (kind, name, pattern) in targets {
+        if let NamespacePattern::Exact(ns) = &pattern.value
+            && !ws.scope.contains(ns)
+        {
+            let mut problem = Problem::error(
+                "pullwarden::spec::outside_scope",
+                format!("{kind} `{name}` targets namespace `{ns}`, which is outside the workspace's scope"),
+            )
+            .at(&pattern.origin, "outside the scope");
+            if let Some(first) = ws.scope.include.first() {
+                problem = problem.also(&first.origin, "scope defined here");
+            }
+            problems.push(problem.help(
+                "widen `Workspace.spec.namespaces`, or remove the namespace from this document",
+            ));
+        }
+    }
+}
+
+/// The closest candidate by edit distance, if it is close enough to be a typo.
+pub fn suggest<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
+    candidates
+        .iter()
+        .map(|c| (levenshtein(&word.to_lowercase(), &c.to_lowercase()), *c))
+        .filter(|(d, c)| *d <= (c.len() / 3).max(1))
+        .min_by_key(|(d, _)| *d)
+        .map(|(_, c)| c)
+}
+
+fn levenshtein(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = if ca == *cb {
+                prev
+            } else {
+                1 + prev.min(row[j]).min(row[j + 1])
+            };
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggestions_catch_typos_only() {
+        assert_eq!(suggest("namespace", fields::PULL_SECRET_SPEC), Some("namespaces"));
+        assert_eq!(suggest("registires", fields::PULL_SECRET_SPEC), Some("registries"));
+        assert_eq!(suggest("zzz", fields::PULL_SECRET_SPEC), None);
+        assert_eq!(normalize_server("https://Quay.io/"), "quay.io");
+    }
+}

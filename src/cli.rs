@@ -1,0 +1,169 @@
+//! Command-line arguments and the commands they run.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use pullwarden_spec::credentials::{self, ProcessEnvironment};
+use pullwarden_spec::diag::ProblemData;
+use serde::Serialize;
+
+use crate::output::Output;
+
+#[derive(Parser, Debug)]
+#[command(
+    name = "pullwarden",
+    version,
+    about = "Manage who may pull container images across a Kubernetes or OpenShift cluster, as code",
+    propagate_version = true
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub global: GlobalArgs,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Args, Debug)]
+pub struct GlobalArgs {
+    /// When to use colour (`NO_COLOR` is honoured by `auto`).
+    #[arg(long, value_enum, default_value_t = ColorChoice::Auto, global = true)]
+    pub color: ColorChoice,
+    /// Print only errors.
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// Print more about what is happening (repeat for more).
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    pub verbose: u8,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ColorChoice {
+    Auto,
+    Always,
+    Never,
+}
+
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Load and check a workspace; exit 0 when valid, 1 otherwise.
+    Validate(ValidateArgs),
+    /// Print the JSON Schema of the workspace format.
+    Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct ValidateArgs {
+    /// A workspace file or directory.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Also resolve credentials (`fromEnv`, `fromFile`, credential files) and report what is missing.
+    #[arg(long)]
+    pub resolve: bool,
+    /// Output format: `text` reports on stderr; `json` prints the diagnostics as data on stdout.
+    #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
+    pub format: ValidateFormat,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum ValidateFormat {
+    Text,
+    Json,
+}
+
+pub fn run(cli: &Cli, out: &Output) -> miette::Result<ExitCode> {
+    match &cli.command {
+        Command::Validate(args) => Ok(validate(args, out)),
+        Command::Schema => {
+            out.data(&pullwarden_spec::format::json_schema());
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
+
+/// `--format json` of `validate` (documented in the README).
+#[derive(Serialize)]
+struct ValidateReport {
+    /// Version of this JSON shape.
+    format_version: u32,
+    valid: bool,
+    errors: usize,
+    warnings: usize,
+    problems: Vec<ProblemData>,
+}
+
+fn validate(args: &ValidateArgs, out: &Output) -> ExitCode {
+    let env = ProcessEnvironment;
+    let mut loaded = pullwarden_spec::load(&args.path, &env);
+    if args.resolve
+        && !loaded.has_errors()
+        && let Some(ws) = &loaded.workspace
+    {
+        let (_, problems) = credentials::resolve(ws, &env);
+        // Absent files were noted while loading; resolving makes them errors.
+        loaded
+            .problems
+            .retain(|p| p.code != "pullwarden::spec::credential_file_absent");
+        loaded.problems.extend(problems);
+    }
+    let errors = loaded.problems.iter().filter(|p| p.is_error()).count();
+    let warnings = loaded
+        .problems
+        .iter()
+        .filter(|p| p.severity == pullwarden_spec::Severity::Warning)
+        .count();
+    match args.format {
+        ValidateFormat::Json => {
+            let report = ValidateReport {
+                format_version: 1,
+                valid: errors == 0,
+                errors,
+                warnings,
+                problems: loaded
+                    .problems
+                    .iter()
+                    .map(|p| p.to_data(&loaded.sources))
+                    .collect(),
+            };
+            out.json(&report);
+        }
+        ValidateFormat::Text => {
+            for problem in &loaded.problems {
+                if problem.is_error() || !out.quiet() {
+                    out.report(&problem.to_report(&loaded.sources));
+                }
+            }
+            out.status(&summary(&args.path, &loaded, errors, warnings));
+        }
+    }
+    if errors == 0 {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
+}
+
+fn summary(path: &Path, loaded: &pullwarden_spec::Loaded, errors: usize, warnings: usize) -> String {
+    let files = loaded.sources.len();
+    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    if errors == 0 {
+        let ws = loaded.workspace.as_ref();
+        format!(
+            "{} is valid: workspace `{}`, {}, {}, {} in {}{}",
+            path.display(),
+            ws.map_or("", |w| w.name.as_str()),
+            plural(ws.map_or(0, |w| w.registries.len()), "registry").replace("registrys", "registries"),
+            plural(ws.map_or(0, |w| w.pull_secrets.len()), "pull secret"),
+            plural(ws.map_or(0, |w| w.pull_grants.len()), "pull grant"),
+            plural(files, "file"),
+            if warnings > 0 { format!(" ({})", plural(warnings, "warning")) } else { String::new() },
+        )
+    } else {
+        format!(
+            "{} is invalid: {}{}",
+            path.display(),
+            plural(errors, "error"),
+            if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() },
+        )
+    }
+}

@@ -1,0 +1,82 @@
+//! The only place that prints. stdout carries data (schemas, JSON, plans);
+//! everything for people (diagnostics, summaries) goes to stderr.
+#![allow(clippy::print_stdout, clippy::print_stderr)]
+
+use std::io::IsTerminal;
+
+use miette::{GraphicalReportHandler, GraphicalTheme};
+use serde::Serialize;
+
+use crate::cli::ColorChoice;
+
+pub struct Output {
+    color: bool,
+    quiet: bool,
+}
+
+impl Output {
+    pub fn new(choice: ColorChoice, quiet: bool) -> Self {
+        let color = match choice {
+            ColorChoice::Always => true,
+            ColorChoice::Never => false,
+            ColorChoice::Auto => {
+                std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                    && std::io::stderr().is_terminal()
+            }
+        };
+        Self { color, quiet }
+    }
+
+    pub fn quiet(&self) -> bool {
+        self.quiet
+    }
+
+    /// A diagnostic, rendered with its source snippet, on stderr.
+    pub fn report(&self, report: &miette::Report) {
+        let theme = if self.color {
+            GraphicalTheme::unicode()
+        } else {
+            GraphicalTheme::unicode_nocolor()
+        };
+        let handler = GraphicalReportHandler::new_themed(theme).with_width(100);
+        let mut text = String::new();
+        if handler.render_report(&mut text, report.as_ref()).is_err() {
+            text = format!("{report}");
+        }
+        eprintln!("{text}");
+    }
+
+    /// A one-line status for people, on stderr (suppressed by `-q`).
+    pub fn status(&self, line: &str) {
+        if !self.quiet {
+            eprintln!("{line}");
+        }
+    }
+
+    /// Data on stdout, as is.
+    pub fn data(&self, text: &str) {
+        print!("{text}");
+    }
+
+    /// Data on stdout, as pretty JSON.
+    pub fn json<T: Serialize>(&self, value: &T) {
+        match serde_json::to_string_pretty(value) {
+            Ok(text) => println!("{text}"),
+            Err(e) => eprintln!("pullwarden: cannot encode the output as JSON: {e}"),
+        }
+    }
+}
+
+/// A panic is a bug. Its message could quote data, so it is not printed:
+/// only where it happened, and how to report it.
+pub fn install_panic_hook() {
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map_or_else(|| "an unknown place".to_string(), |l| format!("{}:{}", l.file(), l.line()));
+        eprintln!(
+            "pullwarden: internal error at {location}; this is a bug, please report it (the message is withheld because it could contain data)"
+        );
+        std::process::exit(1);
+    }));
+}
