@@ -104,7 +104,7 @@ async fn cluster_read_keep_add_with_resource_version_loses_nothing() {
 }
 
 #[tokio::test]
-async fn cluster_apply_with_stale_resource_version_or_uid_gets_409() {
+async fn cluster_apply_with_stale_resource_version_or_wrong_uid_is_refused() {
     let env = TestEnv::shared().await;
     let ns = namespace(env, "pw-precond").await;
     let sas: Api<ServiceAccount> = Api::namespaced(env.admin(), &ns);
@@ -127,13 +127,15 @@ async fn cluster_apply_with_stale_resource_version_or_uid_gets_409() {
     let (code, message) = status_code(sas.patch("app", &params, &Patch::Apply(&stale_rv)).await);
     assert_eq!(code, 409, "{message}");
 
+    // a UID that does not match is refused too: 422, since uid is immutable
     let current = sas.get("app").await.expect("get");
     let wrong_uid = apply(
         current.resource_version(),
         Some("00000000-0000-0000-0000-000000000000".to_owned()),
     );
     let (code, message) = status_code(sas.patch("app", &params, &Patch::Apply(&wrong_uid)).await);
-    assert_eq!(code, 409, "{message}");
+    assert_eq!(code, 422, "{message}");
+    assert!(message.contains("metadata.uid"), "{message}");
 
     let good = apply(current.resource_version(), current.uid());
     let after = sas
