@@ -71,12 +71,12 @@ pub enum ValidateFormat {
     Json,
 }
 
-pub fn run(cli: &Cli, out: &Output) -> miette::Result<ExitCode> {
+pub fn run(cli: &Cli, out: &Output) -> ExitCode {
     match &cli.command {
-        Command::Validate(args) => Ok(validate(args, out)),
+        Command::Validate(args) => validate(args, out),
         Command::Schema => {
             out.data(&pullwarden_spec::format::json_schema());
-            Ok(ExitCode::SUCCESS)
+            ExitCode::SUCCESS
         }
     }
 }
@@ -143,7 +143,12 @@ fn validate(args: &ValidateArgs, out: &Output) -> ExitCode {
     }
 }
 
-fn summary(path: &Path, loaded: &pullwarden_spec::Loaded, errors: usize, warnings: usize) -> String {
+fn summary(
+    path: &Path,
+    loaded: &pullwarden_spec::Loaded,
+    errors: usize,
+    warnings: usize,
+) -> String {
     let files = loaded.sources.len();
     let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
     if errors == 0 {
@@ -152,18 +157,27 @@ fn summary(path: &Path, loaded: &pullwarden_spec::Loaded, errors: usize, warning
             "{} is valid: workspace `{}`, {}, {}, {} in {}{}",
             path.display(),
             ws.map_or("", |w| w.name.as_str()),
-            plural(ws.map_or(0, |w| w.registries.len()), "registry").replace("registrys", "registries"),
+            plural(ws.map_or(0, |w| w.registries.len()), "registry")
+                .replace("registrys", "registries"),
             plural(ws.map_or(0, |w| w.pull_secrets.len()), "pull secret"),
             plural(ws.map_or(0, |w| w.pull_grants.len()), "pull grant"),
             plural(files, "file"),
-            if warnings > 0 { format!(" ({})", plural(warnings, "warning")) } else { String::new() },
+            if warnings > 0 {
+                format!(" ({})", plural(warnings, "warning"))
+            } else {
+                String::new()
+            },
         )
     } else {
         format!(
             "{} is invalid: {}{}",
             path.display(),
             plural(errors, "error"),
-            if warnings > 0 { format!(", {}", plural(warnings, "warning")) } else { String::new() },
+            if warnings > 0 {
+                format!(", {}", plural(warnings, "warning"))
+            } else {
+                String::new()
+            },
         )
     }
 }

@@ -14,11 +14,5 @@ fn main() -> ExitCode {
     output::install_panic_hook();
     let args = cli::Cli::parse();
     let out = output::Output::new(args.global.color, args.global.quiet);
-    match cli::run(&args, &out) {
-        Ok(code) => code,
-        Err(report) => {
-            out.report(&report);
-            ExitCode::from(1)
-        }
-    }
+    cli::run(&args, &out)
 }

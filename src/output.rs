@@ -54,11 +54,13 @@ impl Output {
     }
 
     /// Data on stdout, as is.
+    #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn data(&self, text: &str) {
         print!("{text}");
     }
 
     /// Data on stdout, as pretty JSON.
+    #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
             Ok(text) => println!("{text}"),
@@ -71,9 +73,10 @@ impl Output {
 /// only where it happened, and how to report it.
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
-        let location = info
-            .location()
-            .map_or_else(|| "an unknown place".to_string(), |l| format!("{}:{}", l.file(), l.line()));
+        let location = info.location().map_or_else(
+            || "an unknown place".to_string(),
+            |l| format!("{}:{}", l.file(), l.line()),
+        );
         eprintln!(
             "pullwarden: internal error at {location}; this is a bug, please report it (the message is withheld because it could contain data)"
         );

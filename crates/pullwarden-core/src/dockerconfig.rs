@@ -61,7 +61,10 @@ impl std::fmt::Display for ConfigProblem {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::NotJson { line, column } => {
-                write!(f, "is not valid JSON (error at line {line}, column {column})")
+                write!(
+                    f,
+                    "is not valid JSON (error at line {line}, column {column})"
+                )
             }
             Self::WrongShape(what) => write!(f, "is not a docker credential file: {what}"),
             Self::OnlyCredentialHelpers => f.write_str(
@@ -88,7 +91,9 @@ pub fn parse(text: &str, format: ConfigFormat) -> Result<Vec<Entry>, ConfigProbl
         column: e.column(),
     })?;
     let Value::Object(root) = root else {
-        return Err(ConfigProblem::WrongShape("the top level is not an object".into()));
+        return Err(ConfigProblem::WrongShape(
+            "the top level is not an object".into(),
+        ));
     };
     let has_helpers = root.contains_key("credsStore") || root.contains_key("credHelpers");
     let entries = match format {
@@ -216,12 +221,18 @@ mod tests {
         assert!(matches!(err, ConfigProblem::NotJson { .. }));
         assert!(!err.to_string().contains(PASS));
         let wrong_type = format!(r#"{{"auths": "{PASS}"}}"#);
-        assert!(!parse(&wrong_type, ConfigFormat::ConfigJson)
-            .unwrap_err()
-            .to_string()
-            .contains(PASS));
+        assert!(
+            !parse(&wrong_type, ConfigFormat::ConfigJson)
+                .unwrap_err()
+                .to_string()
+                .contains(PASS)
+        );
         assert_eq!(
-            parse(r#"{"auths": {"a.io": {"email": "x"}}}"#, ConfigFormat::ConfigJson).unwrap_err(),
+            parse(
+                r#"{"auths": {"a.io": {"email": "x"}}}"#,
+                ConfigFormat::ConfigJson
+            )
+            .unwrap_err(),
             ConfigProblem::NoUsableEntry
         );
         assert!(matches!(

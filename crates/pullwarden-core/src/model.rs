@@ -159,7 +159,10 @@ pub struct PullGrant {
 
 #[derive(Clone, Debug, PartialEq)]
 pub enum Subject {
-    ServiceAccount { namespace: String, name: String },
+    ServiceAccount {
+        namespace: String,
+        name: String,
+    },
     /// The group `system:serviceaccounts:<ns>` for every matching namespace.
     AllServiceAccountsIn(NamespacePattern),
     Group(String),

@@ -8,7 +8,10 @@ pub fn dns_label_problem(name: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if name.len() > 63 {
-        return Some(format!("is {} characters long; at most 63 are allowed", name.len()));
+        return Some(format!(
+            "is {} characters long; at most 63 are allowed",
+            name.len()
+        ));
     }
     if !name
         .bytes()
@@ -28,7 +31,10 @@ pub fn dns_subdomain_problem(name: &str) -> Option<String> {
         return Some("must not be empty".into());
     }
     if name.len() > 253 {
-        return Some(format!("is {} characters long; at most 253 are allowed", name.len()));
+        return Some(format!(
+            "is {} characters long; at most 253 are allowed",
+            name.len()
+        ));
     }
     if !name
         .bytes()
@@ -66,14 +72,18 @@ pub fn is_glob(pattern: &str) -> bool {
 #[derive(Clone, Debug)]
 pub enum NamespacePattern {
     Exact(String),
-    Glob { pattern: String, matcher: GlobMatcher },
+    Glob {
+        pattern: String,
+        matcher: GlobMatcher,
+    },
 }
 
 impl NamespacePattern {
     /// Parses a pattern. Exact names must be DNS labels; globs must compile.
     pub fn parse(pattern: &str) -> Result<Self, String> {
         if is_glob(pattern) {
-            let glob = Glob::new(pattern).map_err(|e| format!("is not a valid glob: {}", e.kind()))?;
+            let glob =
+                Glob::new(pattern).map_err(|e| format!("is not a valid glob: {}", e.kind()))?;
             Ok(Self::Glob {
                 pattern: pattern.to_string(),
                 matcher: glob.compile_matcher(),

@@ -80,7 +80,10 @@ pub fn check_credential_files(ws: &Workspace, env: &dyn Environment) -> Vec<Prob
             Ok(entries) => {
                 servers.insert(
                     &registry.name,
-                    entries.iter().map(|e| normalize_server(&e.server)).collect(),
+                    entries
+                        .iter()
+                        .map(|e| normalize_server(&e.server))
+                        .collect(),
                 );
             }
             Err(problem) => problems.push(problem),
@@ -186,7 +189,10 @@ fn read_credential_file(
 
 /// Resolves every registry's credentials. Problems name the registry and the
 /// variable or path, never a value.
-pub fn resolve(ws: &Workspace, env: &dyn Environment) -> (BTreeMap<String, ResolvedRegistry>, Vec<Problem>) {
+pub fn resolve(
+    ws: &Workspace,
+    env: &dyn Environment,
+) -> (BTreeMap<String, ResolvedRegistry>, Vec<Problem>) {
     let mut out = BTreeMap::new();
     let mut problems = Vec::new();
     for registry in ws.registries.values() {
@@ -205,7 +211,10 @@ pub fn resolve(ws: &Workspace, env: &dyn Environment) -> (BTreeMap<String, Resol
                             problems.push(
                                 Problem::error(
                                     "pullwarden::spec::colon_in_username",
-                                    format!("Registry `{}`: the username contains ':'", registry.name),
+                                    format!(
+                                        "Registry `{}`: the username contains ':'",
+                                        registry.name
+                                    ),
                                 )
                                 .at(&username.origin, "resolved username contains ':'"),
                             );

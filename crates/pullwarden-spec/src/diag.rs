@@ -47,6 +47,27 @@ impl Sources {
         self.files.is_empty()
     }
 
+    /// Masks a span of a file's text with `*` (same byte length, so every other
+    /// span stays valid). Used for literal secrets, so that no source snippet
+    /// shown later can print them.
+    pub fn redact(&mut self, origin: &Origin) {
+        let file = &mut self.files[origin.file.0 as usize];
+        let text = &file.text;
+        let start = floor_char_boundary(text, origin.span.start.min(text.len()));
+        let end = floor_char_boundary(text, origin.span.end.min(text.len()));
+        let mut masked = String::with_capacity(text.len());
+        masked.push_str(&text[..start]);
+        for c in text[start..end].chars() {
+            if c == '\n' {
+                masked.push('\n');
+            } else {
+                masked.extend(std::iter::repeat_n('*', c.len_utf8()));
+            }
+        }
+        masked.push_str(&text[end..]);
+        file.text = masked.into();
+    }
+
     /// 1-based line and column (in characters) of a byte offset.
     pub fn line_column(&self, id: FileId, offset: usize) -> (usize, usize) {
         line_column(&self.get(id).text, offset)
@@ -284,10 +305,7 @@ impl Rendered {
                     message: label.text.clone(),
                     help: None,
                     source: Some(NamedSource::new(&other.display, other.text.clone())),
-                    labels: vec![LabeledSpan::new_primary_with_span(
-                        None,
-                        label.span.clone(),
-                    )],
+                    labels: vec![LabeledSpan::new_primary_with_span(None, label.span.clone())],
                     related: Vec::new(),
                 });
             }

@@ -49,8 +49,21 @@ pub fn load(path: &Path, env: &dyn credentials::Environment) -> Loaded {
         }
     };
     let (parsed, mut problems) = load::read_files(path, &files, &mut sources);
-    let (workspace, lowering) = lower::lower(&parsed);
+    let lower::Lowered {
+        workspace,
+        problems: lowering,
+        literal_secrets,
+    } = lower::lower(&parsed);
     problems.extend(lowering);
+    if problems.iter().any(|p| {
+        p.code == "pullwarden::spec::yaml_syntax" || p.code == "pullwarden::spec::unreadable"
+    }) {
+        // The Workspace document may be in the file that could not be read.
+        problems.retain(|p| p.code != "pullwarden::spec::missing_workspace");
+    }
+    for origin in &literal_secrets {
+        sources.redact(origin);
+    }
     if let Some(ws) = &workspace {
         problems.extend(credentials::check_credential_files(ws, env));
     }

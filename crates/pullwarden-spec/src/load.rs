@@ -14,7 +14,11 @@ pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
     let meta = std::fs::metadata(path).map_err(|e| {
         Problem::error(
             "pullwarden::spec::unreadable",
-            format!("cannot read workspace `{}`: {}", path.display(), io_reason(&e)),
+            format!(
+                "cannot read workspace `{}`: {}",
+                path.display(),
+                io_reason(&e)
+            ),
         )
     })?;
     if meta.is_file() {
@@ -67,10 +71,18 @@ pub(crate) fn io_reason(error: &std::io::Error) -> String {
 }
 
 /// Reads and parses every file; syntax errors and unreadable files become problems.
-pub fn read_files(root: &Path, files: &[PathBuf], sources: &mut Sources) -> (Vec<ParsedFile>, Vec<Problem>) {
+pub fn read_files(
+    root: &Path,
+    files: &[PathBuf],
+    sources: &mut Sources,
+) -> (Vec<ParsedFile>, Vec<Problem>) {
     let mut parsed = Vec::new();
     let mut problems = Vec::new();
-    let base = if root.is_dir() { Some(root) } else { root.parent() };
+    let base = if root.is_dir() {
+        Some(root)
+    } else {
+        root.parent()
+    };
     for path in files {
         let display = display_path(root, base, path);
         let bytes = match std::fs::read(path) {
@@ -97,7 +109,11 @@ pub fn read_files(root: &Path, files: &[PathBuf], sources: &mut Sources) -> (Vec
         let text = sources.get(file).text.clone();
         let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
         match yaml::parse_documents(&text) {
-            Ok(documents) => parsed.push(ParsedFile { file, dir, documents }),
+            Ok(documents) => parsed.push(ParsedFile {
+                file,
+                dir,
+                documents,
+            }),
             Err(error) => {
                 let offset = error.offset.unwrap_or(0).min(text.len());
                 problems.push(

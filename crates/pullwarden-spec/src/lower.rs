@@ -41,7 +41,7 @@ pub mod fields {
     pub const KINDS: &[&str] = &["Workspace", "Registry", "PullSecret", "PullGrant"];
 }
 
-/// The default role of a PullGrant.
+/// The default role of a `PullGrant`.
 pub const DEFAULT_ROLE: &str = "system:image-puller";
 
 /// One parsed file: its id, the directory its relative paths start from, and its documents.
@@ -54,10 +54,13 @@ pub struct ParsedFile {
 /// Lowers every document of every file. The workspace is `None` only when
 /// there is no usable `Workspace` document; otherwise it is returned even with
 /// errors (callers must check the problems).
-pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
+pub fn lower(files: &[ParsedFile]) -> Lowered {
     let mut cx = Cx::default();
     let mut workspaces: Vec<WorkspaceDoc> = Vec::new();
     let mut registries: Vec<Registry> = Vec::new();
+    // Names of every Registry document, also those whose spec has problems, so
+    // that a reference to them is not reported as dangling too.
+    let mut declared_registries: Vec<String> = Vec::new();
     let mut pull_secrets: Vec<PullSecret> = Vec::new();
     let mut pull_grants: Vec<PullGrant> = Vec::new();
 
@@ -69,11 +72,11 @@ pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
             };
             match header.kind.as_str() {
                 "Workspace" => {
-                    if let Some(ws) = cx.workspace(&header) {
-                        workspaces.push(ws);
-                    }
+                    let ws = cx.workspace(&header);
+                    workspaces.push(ws);
                 }
                 "Registry" => {
+                    declared_registries.push(header.name.value.clone());
                     if let Some(registry) = cx.registry(&header, &parsed.dir) {
                         registries.push(registry);
                     }
@@ -93,8 +96,8 @@ pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
         }
     }
 
-    let workspace = match workspaces.len() {
-        0 => {
+    let workspace = if workspaces.is_empty() {
+        {
             if files.iter().any(|f| !f.documents.is_empty()) || cx.problems.is_empty() {
                 cx.problems.push(
                     Problem::error(
@@ -106,9 +109,10 @@ pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
                     )),
                 );
             }
-            None
         }
-        _ => {
+        None
+    } else {
+        {
             for extra in &workspaces[1..] {
                 cx.problems.push(
                     Problem::error(
@@ -120,19 +124,38 @@ pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
                     .help("merge them, or point pullwarden at one workspace at a time"),
                 );
             }
-            Some(workspaces.swap_remove(0))
         }
+        Some(workspaces.swap_remove(0))
     };
 
-    check_unique(&mut cx.problems, "Registry", registries.iter().map(|r| (&r.name, &r.origin)));
-    check_unique(&mut cx.problems, "PullSecret", pull_secrets.iter().map(|r| (&r.name, &r.origin)));
-    check_unique(&mut cx.problems, "PullGrant", pull_grants.iter().map(|r| (&r.name, &r.origin)));
+    check_unique(
+        &mut cx.problems,
+        "Registry",
+        registries.iter().map(|r| (&r.name, &r.origin)),
+    );
+    check_unique(
+        &mut cx.problems,
+        "PullSecret",
+        pull_secrets.iter().map(|r| (&r.name, &r.origin)),
+    );
+    check_unique(
+        &mut cx.problems,
+        "PullGrant",
+        pull_grants.iter().map(|r| (&r.name, &r.origin)),
+    );
 
     let mut registry_map = BTreeMap::new();
     for registry in registries {
-        registry_map.entry(registry.name.clone()).or_insert(registry);
+        registry_map
+            .entry(registry.name.clone())
+            .or_insert(registry);
     }
-    check_references(&mut cx.problems, &registry_map, &pull_secrets);
+    check_references(
+        &mut cx.problems,
+        &registry_map,
+        &declared_registries,
+        &pull_secrets,
+    );
 
     let workspace = workspace.map(|ws| Workspace {
         name: ws.name.value,
@@ -145,7 +168,19 @@ pub fn lower(files: &[ParsedFile]) -> (Option<Workspace>, Vec<Problem>) {
     if let Some(ws) = &workspace {
         check_scope(&mut cx.problems, ws);
     }
-    (workspace, cx.problems)
+    Lowered {
+        workspace,
+        problems: cx.problems,
+        literal_secrets: cx.literal_secrets,
+    }
+}
+
+/// What lowering produced.
+pub struct Lowered {
+    pub workspace: Option<Workspace>,
+    pub problems: Vec<Problem>,
+    /// Where secrets were written as literals: to be masked in every snippet.
+    pub literal_secrets: Vec<Origin>,
 }
 
 struct WorkspaceDoc {
@@ -164,6 +199,7 @@ struct Header<'n> {
 struct Cx {
     file: FileId0,
     problems: Vec<Problem>,
+    literal_secrets: Vec<Origin>,
 }
 
 /// `FileId` with a `Default`, for the context only.
@@ -186,6 +222,11 @@ impl From<FileId> for FileId0 {
 struct Fields<'n> {
     node: &'n Node,
     entries: Vec<(&'n str, &'n Node, &'n Node)>,
+    /// Known fields that an unknown key looked like a typo of; they are not
+    /// reported missing again.
+    typos: Vec<&'static str>,
+    /// How many keys were unknown (already reported).
+    unknown: usize,
 }
 
 impl<'n> Fields<'n> {
@@ -230,12 +271,19 @@ impl Cx {
     }
 
     /// Checks a mapping's keys against `allowed`; reports unknown and duplicate keys.
-    fn fields<'n>(&mut self, node: &'n Node, allowed: &[&str], what: &str) -> Option<Fields<'n>> {
+    fn fields<'n>(
+        &mut self,
+        node: &'n Node,
+        allowed: &[&'static str],
+        what: &str,
+    ) -> Option<Fields<'n>> {
         let Value::Map(entries) = &node.value else {
             self.wrong_type(node, what, "a mapping");
             return None;
         };
         let mut out: Vec<(&'n str, &'n Node, &'n Node)> = Vec::new();
+        let mut typos = Vec::new();
+        let mut unknown = 0;
         for (key, value) in entries {
             let Value::String(name) = &key.value else {
                 let problem = Problem::error(
@@ -263,20 +311,29 @@ impl Cx {
                 )
                 .at(&self.origin(key), "unknown field");
                 problem = match suggest(name, allowed) {
-                    Some(s) => problem.help(format!("did you mean `{s}`?")),
+                    Some(s) => {
+                        typos.push(s);
+                        problem.help(format!("did you mean `{s}`?"))
+                    }
                     None => problem.help(format!("`{what}` accepts: {}", allowed.join(", "))),
                 };
                 self.push(problem);
+                unknown += 1;
                 continue;
             }
             out.push((name.as_str(), key, value));
         }
-        Some(Fields { node, entries: out })
+        Some(Fields {
+            node,
+            entries: out,
+            typos,
+            unknown,
+        })
     }
 
     fn required<'n>(&mut self, fields: &Fields<'n>, key: &str, what: &str) -> Option<&'n Node> {
         let found = fields.get(key);
-        if found.is_none() {
+        if found.is_none() && !fields.typos.contains(&key) {
             let problem = Problem::error(
                 "pullwarden::spec::missing_field",
                 format!("`{what}` is missing the required field `{key}`"),
@@ -331,12 +388,7 @@ impl Cx {
             .collect()
     }
 
-    fn enum_value<T: Copy>(
-        &mut self,
-        node: &Node,
-        what: &str,
-        choices: &[(&str, T)],
-    ) -> Option<T> {
+    fn enum_value<T: Copy>(&mut self, node: &Node, what: &str, choices: &[(&str, T)]) -> Option<T> {
         let value = self.string(node, what)?;
         if let Some((_, v)) = choices.iter().find(|(name, _)| *name == value.value) {
             return Some(*v);
@@ -346,7 +398,10 @@ impl Cx {
             "pullwarden::spec::invalid_value",
             format!("`{}` is not a valid `{what}`", value.value),
         )
-        .at(&value.origin, format!("expected one of: {}", names.join(", ")));
+        .at(
+            &value.origin,
+            format!("expected one of: {}", names.join(", ")),
+        );
         if let Some(s) = suggest(&value.value, &names) {
             problem = problem.help(format!("did you mean `{s}`?"));
         }
@@ -388,9 +443,10 @@ impl Cx {
                         "namespace names are DNS labels: lowercase letters, digits and '-', at most 63 characters",
                     )
                 };
-                let problem = Problem::error(code, format!("`{}` in `{what}` {reason}", value.value))
-                    .at(&value.origin, "here")
-                    .help(help);
+                let problem =
+                    Problem::error(code, format!("`{}` in `{what}` {reason}", value.value))
+                        .at(&value.origin, "here")
+                        .help(help);
                 self.push(problem);
                 None
             }
@@ -475,10 +531,12 @@ impl Cx {
         }
         let kind = match find("kind") {
             None => {
-                let problem =
-                    Problem::error("pullwarden::spec::missing_field", "document is missing `kind`")
-                        .at(&self.origin(document), "`kind` missing here")
-                        .help(format!("one of: {}", fields::KINDS.join(", ")));
+                let problem = Problem::error(
+                    "pullwarden::spec::missing_field",
+                    "document is missing `kind`",
+                )
+                .at(&self.origin(document), "`kind` missing here")
+                .help(format!("one of: {}", fields::KINDS.join(", ")));
                 self.push(problem);
                 None
             }
@@ -491,7 +549,10 @@ impl Cx {
                         "pullwarden::spec::unknown_kind",
                         format!("unknown kind `{}`", kind.value),
                     )
-                    .at(&kind.origin, format!("expected one of: {}", fields::KINDS.join(", ")));
+                    .at(
+                        &kind.origin,
+                        format!("expected one of: {}", fields::KINDS.join(", ")),
+                    );
                     if let Some(s) = suggest(&kind.value, fields::KINDS) {
                         problem = problem.help(format!("did you mean `{s}`?"));
                     }
@@ -513,7 +574,7 @@ impl Cx {
         Some(Header { kind, name, spec })
     }
 
-    fn workspace(&mut self, header: &Header<'_>) -> Option<WorkspaceDoc> {
+    fn workspace(&mut self, header: &Header<'_>) -> WorkspaceDoc {
         let name_ok = self.check_name(
             &header.name,
             "Workspace name",
@@ -551,11 +612,13 @@ impl Cx {
                 origin: header.name.origin.clone(),
             });
         }
-        name_ok.then(|| WorkspaceDoc {
+        // Kept even with an invalid name, so that the problem is reported once.
+        let _ = name_ok;
+        WorkspaceDoc {
             name: header.name.clone(),
             scope,
             prune,
-        })
+        }
     }
 
     fn registry(&mut self, header: &Header<'_>, dir: &Path) -> Option<Registry> {
@@ -578,6 +641,10 @@ impl Cx {
         let legacy = spec.has("dockercfgFile");
         let shapes = [login, config, legacy].iter().filter(|b| **b).count();
         let shape_help = "a Registry has exactly one of three shapes:\n  1. server + username + password (+ email)\n  2. dockerConfigFile: path/to/config.json\n  3. dockercfgFile: path/to/.dockercfg";
+        if shapes == 0 && spec.unknown > 0 {
+            // The unknown field was reported with what the spec accepts.
+            return None;
+        }
         if shapes != 1 {
             let message = if shapes == 0 {
                 "Registry spec has none of its three shapes".to_string()
@@ -601,7 +668,11 @@ impl Cx {
             return None;
         }
         let source = if config || legacy {
-            let key = if config { "dockerConfigFile" } else { "dockercfgFile" };
+            let key = if config {
+                "dockerConfigFile"
+            } else {
+                "dockercfgFile"
+            };
             let path = self.non_empty_string(spec.get(key)?, key)?;
             let located = Located {
                 value: dir.join(&path.value),
@@ -664,7 +735,9 @@ impl Cx {
                         origin: value.origin,
                     })
                 } else {
-                    // Never echo the value: it is a password.
+                    // Never echo the value: it is a password. Its span is masked
+                    // in the source text before any snippet is rendered.
+                    self.literal_secrets.push(self.origin(node));
                     let problem = Problem::error(
                         "pullwarden::spec::literal_password",
                         format!("a literal `{what}` is not allowed: secrets do not belong in git"),
@@ -688,6 +761,7 @@ impl Cx {
                         let path = self.non_empty_string(file, "fromFile")?;
                         Some(self.located(ValueSource::FromFile(dir.join(path.value)), node))
                     }
+                    (None, None) if fields.unknown > 0 => None,
                     _ => {
                         let problem = Problem::error(
                             "pullwarden::spec::value_source",
@@ -867,7 +941,12 @@ impl Cx {
                 origin: header.name.origin.clone(),
             }),
             Some(node) => self.non_empty_string(node, "role").filter(|role| {
-                self.check_name(role, "role", role_name_problem, "a ClusterRole name, e.g. system:image-puller")
+                self.check_name(
+                    role,
+                    "role",
+                    role_name_problem,
+                    "a ClusterRole name, e.g. system:image-puller",
+                )
             }),
         };
         let namespaces = self
@@ -918,6 +997,9 @@ impl Cx {
 
     fn subject(&mut self, node: &Node) -> Option<Located<Subject>> {
         let fields = self.fields(node, fields::SUBJECT, "to[]")?;
+        if fields.entries.is_empty() && fields.unknown > 0 {
+            return None;
+        }
         if fields.entries.len() != 1 {
             let problem = Problem::error(
                 "pullwarden::spec::invalid_subject",
@@ -942,13 +1024,19 @@ impl Cx {
                     return None;
                 };
                 let ns_ok = self.check_name(
-                    &Located { value: namespace.to_string(), origin: value.origin.clone() },
+                    &Located {
+                        value: namespace.to_string(),
+                        origin: value.origin.clone(),
+                    },
                     "namespace",
                     dns_label_problem,
                     "namespace names are DNS labels",
                 );
                 let sa_ok = self.check_name(
-                    &Located { value: name.to_string(), origin: value.origin.clone() },
+                    &Located {
+                        value: name.to_string(),
+                        origin: value.origin.clone(),
+                    },
                     "service account name",
                     dns_subdomain_problem,
                     "ServiceAccount names are DNS subdomains",
@@ -989,7 +1077,9 @@ fn check_unique<'a>(
                 )
                 .at(origin, "second definition")
                 .also(first, "first defined here")
-                .help(format!("{kind} names are unique across the whole workspace")),
+                .help(format!(
+                    "{kind} names are unique across the whole workspace"
+                )),
             );
         } else {
             seen.insert(name, origin);
@@ -1000,12 +1090,15 @@ fn check_unique<'a>(
 fn check_references(
     problems: &mut Vec<Problem>,
     registries: &BTreeMap<String, Registry>,
+    declared: &[String],
     pull_secrets: &[PullSecret],
 ) {
-    let names: Vec<&str> = registries.keys().map(String::as_str).collect();
+    let mut names: Vec<&str> = declared.iter().map(String::as_str).collect();
+    names.sort_unstable();
+    names.dedup();
     for secret in pull_secrets {
         for reference in &secret.registries {
-            if !registries.contains_key(&reference.value) {
+            if !names.contains(&reference.value.as_str()) {
                 let mut problem = Problem::error(
                     "pullwarden::spec::unknown_registry",
                     format!(
@@ -1027,6 +1120,9 @@ fn check_references(
         // Two registries naming the same server, where the server is written in the workspace.
         let mut servers: BTreeMap<String, &Located<String>> = BTreeMap::new();
         for reference in &secret.registries {
+            if servers.values().any(|r| r.value == reference.value) {
+                continue; // listed twice: reported as a duplicate entry
+            }
             if let Some(Registry {
                 source: RegistrySource::Login { server, .. },
                 ..
@@ -1128,8 +1224,14 @@ mod tests {
 
     #[test]
     fn suggestions_catch_typos_only() {
-        assert_eq!(suggest("namespace", fields::PULL_SECRET_SPEC), Some("namespaces"));
-        assert_eq!(suggest("registires", fields::PULL_SECRET_SPEC), Some("registries"));
+        assert_eq!(
+            suggest("namespace", fields::PULL_SECRET_SPEC),
+            Some("namespaces")
+        );
+        assert_eq!(
+            suggest("registires", fields::PULL_SECRET_SPEC),
+            Some("registries")
+        );
         assert_eq!(suggest("zzz", fields::PULL_SECRET_SPEC), None);
         assert_eq!(normalize_server("https://Quay.io/"), "quay.io");
     }

@@ -72,8 +72,17 @@ pub fn parse_documents(source: &str) -> Result<Vec<Node>, SyntaxError> {
         .collect())
 }
 
+/// The parser's message without its own "error: line N column M:" prefix
+/// (the location is shown by the diagnostic).
 fn first_line(message: &str) -> String {
-    message.lines().next().unwrap_or(message).trim().to_string()
+    let line = message.lines().next().unwrap_or(message).trim();
+    let line = line.strip_prefix("error:").map_or(line, str::trim_start);
+    if line.starts_with("line ")
+        && let Some((_, rest)) = line.split_once(": ")
+    {
+        return rest.to_string();
+    }
+    line.to_string()
 }
 
 /// Converts a 1-based line and column (in characters) into a byte offset.
