@@ -14,3 +14,11 @@ lint:
 # Build kube-apiserver, kubectl and etcd from the Go module proxy (cached by version).
 controlplane:
     scripts/build-controlplane.sh
+
+# Start a control plane in the background (state in .pullwarden-cluster/); prints `export KUBECONFIG=...`.
+cluster-up:
+    cargo run -q -p pullwarden-testenv --bin pullwarden-testenv -- up --dir .pullwarden-cluster
+
+# Stop the control plane started by `just cluster-up`, by PID.
+cluster-down:
+    cargo run -q -p pullwarden-testenv --bin pullwarden-testenv -- down --dir .pullwarden-cluster

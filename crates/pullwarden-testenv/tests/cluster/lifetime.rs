@@ -1,12 +1,12 @@
 //! No server outlives its owner, even one killed with SIGKILL.
 
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use pullwarden_testenv::{BIN_DIR_ENV, controlplane_bin_dir, process_is_running};
+use pullwarden_testenv::{BIN_DIR_ENV, STATE_ROOT_ENV, controlplane_bin_dir, process_is_running};
 
 /// PIDs of live processes whose command line mentions `dir`.
 fn processes_mentioning(dir: &Path) -> Vec<i32> {
@@ -25,7 +25,10 @@ fn processes_mentioning(dir: &Path) -> Vec<i32> {
 #[test]
 fn cluster_servers_die_when_their_owner_is_killed() {
     let bin_dir = controlplane_bin_dir().expect("control-plane binaries");
-    let state = tempfile::tempdir().expect("tempdir");
+    // under the run's state root, so that `scripts/test.sh` checks it too
+    let root = std::env::var_os(STATE_ROOT_ENV).map_or_else(std::env::temp_dir, PathBuf::from);
+    std::fs::create_dir_all(&root).expect("state root");
+    let state = tempfile::tempdir_in(&root).expect("tempdir");
     let dir = state.path().join("plane");
     let mut owner = Command::new(env!("CARGO_BIN_EXE_pullwarden-testenv"))
         .args(["serve", "--dir"])
