@@ -34,6 +34,54 @@ impl Loaded {
     }
 }
 
+/// Validates one in-memory workspace file, as if read from `path` (used by
+/// the fuzzer and by tests; relative credential paths start at `path`'s folder).
+pub fn load_str(path: &Path, text: &str, env: &dyn credentials::Environment) -> Loaded {
+    let mut sources = Sources::default();
+    let file = sources.add(path, path.display().to_string(), text.to_string());
+    let dir = path
+        .parent()
+        .map_or_else(std::path::PathBuf::new, Path::to_path_buf);
+    let mut problems = Vec::new();
+    let parsed = match yaml::parse_documents(text) {
+        Ok(documents) => vec![lower::ParsedFile {
+            file,
+            dir,
+            documents,
+        }],
+        Err(error) => {
+            let offset = floor_boundary(text, error.offset.unwrap_or(0));
+            problems.push(
+                Problem::error(
+                    "pullwarden::spec::yaml_syntax",
+                    format!("invalid YAML: {}", error.message),
+                )
+                .at(
+                    &pullwarden_core::model::Origin {
+                        file,
+                        span: offset..offset,
+                    },
+                    "here",
+                ),
+            );
+            return Loaded {
+                sources,
+                workspace: None,
+                problems,
+            };
+        }
+    };
+    finish(sources, &parsed, problems, env)
+}
+
+fn floor_boundary(text: &str, offset: usize) -> usize {
+    let mut offset = offset.min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    offset
+}
+
 /// Reads and validates the workspace at `path` (a file or a directory),
 /// checking credential files that are present. Credentials are not resolved.
 pub fn load(path: &Path, env: &dyn credentials::Environment) -> Loaded {
@@ -48,12 +96,21 @@ pub fn load(path: &Path, env: &dyn credentials::Environment) -> Loaded {
             };
         }
     };
-    let (parsed, mut problems) = load::read_files(path, &files, &mut sources);
+    let (parsed, problems) = load::read_files(path, &files, &mut sources);
+    finish(sources, &parsed, problems, env)
+}
+
+fn finish(
+    mut sources: Sources,
+    parsed: &[lower::ParsedFile],
+    mut problems: Vec<Problem>,
+    env: &dyn credentials::Environment,
+) -> Loaded {
     let lower::Lowered {
         workspace,
         problems: lowering,
         literal_secrets,
-    } = lower::lower(&parsed);
+    } = lower::lower(parsed);
     problems.extend(lowering);
     if problems.iter().any(|p| {
         p.code == "pullwarden::spec::yaml_syntax" || p.code == "pullwarden::spec::unreadable"

@@ -115,7 +115,10 @@ pub fn read_files(
                 documents,
             }),
             Err(error) => {
-                let offset = error.offset.unwrap_or(0).min(text.len());
+                let mut offset = error.offset.unwrap_or(0).min(text.len());
+                while !text.is_char_boundary(offset) {
+                    offset -= 1;
+                }
                 problems.push(
                     Problem::error(
                         "pullwarden::spec::yaml_syntax",
