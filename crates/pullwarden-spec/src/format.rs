@@ -242,3 +242,76 @@ pub fn json_schema() -> String {
     text.push('\n');
     text
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use serde_json::Value;
+
+    use crate::lower::fields;
+
+    fn properties(schema: &Value, def: &str) -> BTreeSet<String> {
+        schema["$defs"][def]["properties"]
+            .as_object()
+            .unwrap_or_else(|| panic!("no properties for {def}"))
+            .keys()
+            .cloned()
+            .collect()
+    }
+
+    fn set(names: &[&str]) -> BTreeSet<String> {
+        names.iter().map(ToString::to_string).collect()
+    }
+
+    /// The decoder and the schema describe the same fields.
+    #[test]
+    fn decoder_fields_match_the_schema() {
+        let schema: Value = serde_json::from_str(&super::json_schema()).unwrap();
+        for (def, decoder) in [
+            ("Metadata", fields::METADATA),
+            ("WorkspaceSpec", fields::WORKSPACE_SPEC),
+            ("NamespaceScope", fields::NAMESPACE_SCOPE),
+            ("LoginRegistry", fields::LOGIN_REGISTRY),
+            ("DockerConfigRegistry", fields::DOCKER_CONFIG_REGISTRY),
+            ("DockercfgRegistry", fields::DOCKERCFG_REGISTRY),
+            ("PullSecretSpec", fields::PULL_SECRET_SPEC),
+            ("ServiceAccountLink", fields::SERVICE_ACCOUNT_LINK),
+            ("PullGrantSpec", fields::PULL_GRANT_SPEC),
+        ] {
+            assert_eq!(properties(&schema, def), set(decoder), "{def}");
+        }
+        let mut sources = properties(&schema, "FromEnv");
+        sources.extend(properties(&schema, "FromFile"));
+        assert_eq!(sources, set(fields::SECRET_SOURCE));
+        let subjects: BTreeSet<String> = schema["$defs"]["Subject"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .flat_map(|v| v["required"].as_array().unwrap().iter())
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+        assert_eq!(subjects, set(fields::SUBJECT));
+        let kinds: BTreeSet<String> = schema["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| {
+                v["properties"]["kind"]["const"]
+                    .as_str()
+                    .unwrap()
+                    .to_string()
+            })
+            .collect();
+        assert_eq!(kinds, set(fields::KINDS));
+        for variant in schema["oneOf"].as_array().unwrap() {
+            let keys: BTreeSet<String> = variant["properties"]
+                .as_object()
+                .unwrap()
+                .keys()
+                .cloned()
+                .collect();
+            assert_eq!(keys, set(fields::DOCUMENT));
+        }
+    }
+}
