@@ -9,4 +9,7 @@ pub mod dockerconfig;
 pub mod live;
 pub mod model;
 pub mod names;
+pub mod plan;
+pub mod render;
+pub mod saved;
 pub mod secret;

@@ -168,3 +168,12 @@ pub enum Subject {
     Group(String),
     User(String),
 }
+
+/// One registry's credentials after resolution, ready to be merged into a Secret.
+#[derive(Clone, Debug)]
+pub struct ResolvedRegistry {
+    pub name: String,
+    pub entries: Vec<crate::dockerconfig::Entry>,
+    /// Whether usernames may be shown (only a literal `username` is public).
+    pub usernames_public: bool,
+}

@@ -83,7 +83,7 @@ impl fmt::Debug for DigestKey {
 }
 
 /// A keyed digest of a secret: equal values under one key give equal digests.
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Digest([u8; 32]);
 
 impl fmt::Debug for Digest {
@@ -105,7 +105,8 @@ pub fn slow_digest(secret: &SecretString, salt: &[u8], iterations: u32) -> Strin
     hex(&out)
 }
 
-fn hex(bytes: &[u8]) -> String {
+/// Lowercase hex of bytes.
+pub fn hex(bytes: &[u8]) -> String {
     use fmt::Write;
     bytes.iter().fold(String::new(), |mut s, b| {
         let _ = write!(s, "{b:02x}");

@@ -38,14 +38,7 @@ impl Environment for ProcessEnvironment {
     }
 }
 
-/// One registry's entries, ready to be merged into a Secret.
-#[derive(Clone, Debug)]
-pub struct ResolvedRegistry {
-    pub name: String,
-    pub entries: Vec<Entry>,
-    /// Whether usernames may be shown (only a literal `username` is public).
-    pub usernames_public: bool,
-}
+pub use pullwarden_core::model::ResolvedRegistry;
 
 /// Checks credential files that exist (a missing one is only noted: a pull
 /// request from a fork has no credentials), and then that no PullSecret merges
