@@ -1,0 +1,400 @@
+//! Connecting to a cluster and reading its live state.
+
+use std::fmt::Debug;
+use std::io;
+use std::path::Path;
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::RoleBinding;
+use kube::api::{Api, ListParams};
+use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
+use kube::{Client, Config};
+use pullwarden_core::live::LiveState;
+use serde::de::DeserializeOwned;
+
+use crate::convert::{
+    live_namespace, live_role_binding, live_secret, live_service_account, sort_live_state,
+};
+
+/// Page size of every LIST `read_live` sends.
+pub const PAGE_SIZE: u32 = 500;
+
+/// What pullwarden needs from RBAC to read a cluster, for people.
+pub const READ_RBAC_HELP: &str = "pullwarden needs, cluster-wide (a ClusterRole bound by a ClusterRoleBinding): \
+list on namespaces, secrets and serviceaccounts (API group \"\"), \
+and list on rolebindings (API group rbac.authorization.k8s.io)";
+
+/// Why talking to the cluster failed. Messages name the server, the context
+/// or the denied request, never a credential.
+#[derive(Debug, thiserror::Error, miette::Diagnostic)]
+pub enum ClusterError {
+    #[error("cannot load the cluster configuration: {reason}")]
+    #[diagnostic(
+        code(pullwarden::cluster::kubeconfig),
+        help(
+            "pass --kubeconfig <path> and --context <name>, or set KUBECONFIG; \
+             `kubectl config get-contexts` lists the contexts"
+        )
+    )]
+    Kubeconfig { reason: String },
+
+    #[error("cannot reach the Kubernetes API server{}: {reason}", at_server(.server.as_deref()))]
+    #[diagnostic(
+        code(pullwarden::cluster::unreachable),
+        help(
+            "check the server URL of the kubeconfig context, the network or VPN, and that the cluster is up"
+        )
+    )]
+    Unreachable {
+        /// The server URL, when known.
+        server: Option<String>,
+        reason: String,
+    },
+
+    #[error("the Kubernetes API server{} rejected the credentials (401 Unauthorized)", at_server(.server.as_deref()))]
+    #[diagnostic(
+        code(pullwarden::cluster::unauthorized),
+        help(
+            "log in again (for example `oc login` or your cloud CLI), or check the user of the kubeconfig context"
+        )
+    )]
+    Unauthorized { server: Option<String> },
+
+    #[error("the cluster does not allow pullwarden to {verb} {resource} at {scope}")]
+    #[diagnostic(code(pullwarden::cluster::forbidden), help("{READ_RBAC_HELP}"))]
+    Forbidden {
+        verb: String,
+        resource: String,
+        /// `cluster scope`, or `namespace <ns>`.
+        scope: String,
+    },
+
+    #[error("the Kubernetes API server refused to {verb} {resource}: {message} ({code} {reason})")]
+    #[diagnostic(
+        code(pullwarden::cluster::api),
+        help("retry; if it persists, check the API server's health and logs")
+    )]
+    Api {
+        verb: String,
+        resource: String,
+        code: u16,
+        reason: String,
+        message: String,
+    },
+}
+
+fn at_server(server: Option<&str>) -> String {
+    server.map(|s| format!(" at {s}")).unwrap_or_default()
+}
+
+/// A client for the cluster, after checking that the server answers and
+/// accepts the credentials (one `GET /version`).
+///
+/// The configuration comes from `kubeconfig` when given; else from
+/// `KUBECONFIG` (a list of paths, merged) or `~/.kube/config`; else, when
+/// neither exists, from the in-cluster service account. `context` picks a
+/// context of the kubeconfig (default: its current context). Exec plugins,
+/// tokens and client certificates are kube's kubeconfig support.
+pub async fn connect(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+) -> Result<Client, ClusterError> {
+    let options = KubeConfigOptions {
+        context: context.map(str::to_owned),
+        ..KubeConfigOptions::default()
+    };
+    let config = match kubeconfig {
+        Some(path) => {
+            let file = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(&e))?;
+            from_kubeconfig(file, &options).await?
+        }
+        None => match Kubeconfig::read() {
+            Ok(file) => from_kubeconfig(file, &options).await?,
+            Err(e) if is_missing_kubeconfig(&e) && context.is_none() => {
+                Config::incluster().map_err(|_| ClusterError::Kubeconfig {
+                    reason: "no kubeconfig found (KUBECONFIG is unset or names no file, and ~/.kube/config does not exist) and not running inside a cluster".to_owned(),
+                })?
+            }
+            Err(e) => return Err(kubeconfig_error(&e)),
+        },
+    };
+    let server = config.cluster_url.to_string();
+    let client = Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
+        reason: format!(
+            "cannot build a client for {server}: {}",
+            client_build_reason(&e)
+        ),
+    })?;
+    client.apiserver_version().await.map_err(|e| {
+        request_error(
+            &e,
+            Some(&server),
+            "get",
+            "the server version",
+            "cluster scope",
+        )
+    })?;
+    Ok(client)
+}
+
+async fn from_kubeconfig(
+    file: Kubeconfig,
+    options: &KubeConfigOptions,
+) -> Result<Config, ClusterError> {
+    if let Some(context) = &options.context
+        && !file.contexts.iter().any(|named| &named.name == context)
+    {
+        let mut known: Vec<&str> = file
+            .contexts
+            .iter()
+            .map(|named| named.name.as_str())
+            .collect();
+        known.sort_unstable();
+        return Err(ClusterError::Kubeconfig {
+            reason: format!(
+                "the kubeconfig has no context {context:?} (it has: {})",
+                if known.is_empty() {
+                    "none".to_owned()
+                } else {
+                    known.join(", ")
+                }
+            ),
+        });
+    }
+    Config::from_custom_kubeconfig(file, options)
+        .await
+        .map_err(|e| kubeconfig_error(&e))
+}
+
+fn is_missing_kubeconfig(error: &KubeconfigError) -> bool {
+    match error {
+        KubeconfigError::FindPath => true,
+        KubeconfigError::ReadConfig(io, _) => io.kind() == io::ErrorKind::NotFound,
+        _ => false,
+    }
+}
+
+/// One sentence per kubeconfig problem. kube's own messages are used only
+/// where they cannot quote the file (a parse error can show a snippet of it,
+/// and the file may hold a token).
+#[allow(
+    clippy::match_wildcard_for_single_variants,
+    reason = "the variants after ParseProxyUrl depend on kube features another crate may enable"
+)]
+fn kubeconfig_error(error: &KubeconfigError) -> ClusterError {
+    let reason = match error {
+        KubeconfigError::CurrentContextNotSet => {
+            "the kubeconfig has no current-context; pass --context".to_owned()
+        }
+        KubeconfigError::ReadConfig(io, path) => {
+            format!("cannot read {}: {}", path.display(), io_reason(io))
+        }
+        KubeconfigError::Parse(_) => "the kubeconfig is not valid YAML".to_owned(),
+        KubeconfigError::FindPath => "cannot find the home directory for ~/.kube/config".to_owned(),
+        KubeconfigError::LoadContext(name) => format!("the kubeconfig has no context {name:?}"),
+        KubeconfigError::LoadClusterOfContext(name) => {
+            format!("the kubeconfig has no cluster {name:?} for the context")
+        }
+        KubeconfigError::MissingClusterUrl => "the context's cluster has no server URL".to_owned(),
+        KubeconfigError::ParseClusterUrl(_) => "the context's cluster server URL is not a valid URL".to_owned(),
+        KubeconfigError::LoadCertificateAuthority(_) => {
+            "cannot load the cluster's certificate authority".to_owned()
+        }
+        KubeconfigError::LoadClientCertificate(_) => "cannot load the client certificate".to_owned(),
+        KubeconfigError::LoadClientKey(_) => "cannot load the client key".to_owned(),
+        KubeconfigError::ParseCertificates(_) => "the certificates are not valid PEM".to_owned(),
+        KubeconfigError::KindMismatch | KubeconfigError::ApiVersionMismatch => {
+            "the kubeconfig files named by KUBECONFIG cannot be merged (different kind or apiVersion)".to_owned()
+        }
+        // The proxy URL (which can carry a password) and, depending on
+        // kube's features, NO_PROXY: never quoted.
+        _ => "the kubeconfig's proxy settings are invalid".to_owned(),
+    };
+    ClusterError::Kubeconfig { reason }
+}
+
+fn client_build_reason(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Auth(_) => "the credentials of the context cannot be loaded".to_owned(),
+        kube::Error::RustlsTls(_) => {
+            "the TLS settings (certificates or keys) are invalid".to_owned()
+        }
+        other => first_line(&other.to_string()),
+    }
+}
+
+fn io_reason(error: &io::Error) -> String {
+    match error.kind() {
+        io::ErrorKind::NotFound => "no such file".to_owned(),
+        io::ErrorKind::PermissionDenied => "permission denied".to_owned(),
+        _ => first_line(&error.to_string()),
+    }
+}
+
+fn first_line(text: &str) -> String {
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+/// Maps an error of one request to a [`ClusterError`]; `verb`, `resource`
+/// and `scope` describe the request for a 403.
+fn request_error(
+    error: &kube::Error,
+    server: Option<&str>,
+    verb: &str,
+    resource: &str,
+    scope: &str,
+) -> ClusterError {
+    match error {
+        kube::Error::Api(status) if status.code == 401 => ClusterError::Unauthorized {
+            server: server.map(str::to_owned),
+        },
+        kube::Error::Api(status) if status.code == 403 => ClusterError::Forbidden {
+            verb: verb.to_owned(),
+            resource: resource.to_owned(),
+            scope: scope.to_owned(),
+        },
+        kube::Error::Api(status) => ClusterError::Api {
+            verb: verb.to_owned(),
+            resource: resource.to_owned(),
+            code: status.code,
+            reason: status.reason.clone(),
+            message: first_line(&status.message),
+        },
+        // An exec plugin or token file failing: its output may hold a token,
+        // so only the fact is reported.
+        kube::Error::Auth(_) => ClusterError::Unauthorized {
+            server: server.map(str::to_owned),
+        },
+        other => ClusterError::Unreachable {
+            server: server.map(str::to_owned),
+            reason: innermost_reason(other),
+        },
+    }
+}
+
+/// The innermost cause of a transport error ("Connection refused (os error
+/// 111)", "invalid peer certificate: `UnknownIssuer`"), not the stack above it.
+fn innermost_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut current = error;
+    while let Some(source) = current.source() {
+        current = source;
+    }
+    let reason = first_line(&current.to_string());
+    if reason.is_empty() {
+        "no answer".to_owned()
+    } else {
+        reason
+    }
+}
+
+/// Reads namespaces (except terminating ones), secrets, service accounts
+/// and role bindings of the whole cluster: four paginated LISTs
+/// ([`PAGE_SIZE`] objects a page), run concurrently. Never writes.
+pub async fn read_live(client: &Client) -> Result<LiveState, ClusterError> {
+    read_live_with_page_size(client, PAGE_SIZE).await
+}
+
+/// [`read_live`] with another page size (tests use a small one to prove that
+/// continue tokens are followed).
+pub async fn read_live_with_page_size(
+    client: &Client,
+    page_size: u32,
+) -> Result<LiveState, ClusterError> {
+    let (namespaces, secrets, service_accounts, role_bindings) = tokio::try_join!(
+        list_all::<Namespace>(client, page_size, "namespaces"),
+        list_all::<Secret>(client, page_size, "secrets"),
+        list_all::<ServiceAccount>(client, page_size, "serviceaccounts"),
+        list_all::<RoleBinding>(client, page_size, "rolebindings"),
+    )?;
+    let mut live = LiveState {
+        namespaces: namespaces.iter().filter_map(live_namespace).collect(),
+        secrets: secrets.into_iter().map(live_secret).collect(),
+        service_accounts: service_accounts
+            .into_iter()
+            .map(live_service_account)
+            .collect(),
+        role_bindings: role_bindings.into_iter().map(live_role_binding).collect(),
+    };
+    sort_live_state(&mut live);
+    Ok(live)
+}
+
+/// Times a listing restarts from the first page when its continue token
+/// expired (410 Gone) before giving up.
+const EXPIRED_LIST_RESTARTS: u32 = 2;
+
+/// Every object of kind `K` in the cluster, page by page.
+async fn list_all<K>(
+    client: &Client,
+    page_size: u32,
+    resource: &str,
+) -> Result<Vec<K>, ClusterError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
+    let api: Api<K> = Api::all(client.clone());
+    let mut restarts = 0;
+    'listing: loop {
+        let mut objects = Vec::new();
+        let mut params = ListParams::default().limit(page_size);
+        loop {
+            let page = match api.list(&params).await {
+                Ok(page) => page,
+                Err(kube::Error::Api(status))
+                    if status.code == 410
+                        && params.continue_token.is_some()
+                        && restarts < EXPIRED_LIST_RESTARTS =>
+                {
+                    restarts += 1;
+                    continue 'listing;
+                }
+                Err(e) => return Err(request_error(&e, None, "list", resource, "cluster scope")),
+            };
+            objects.extend(page.items);
+            match page.metadata.continue_.filter(|token| !token.is_empty()) {
+                Some(token) => params = params.continue_token(&token),
+                None => return Ok(objects),
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_are_one_clear_sentence() {
+        let forbidden = ClusterError::Forbidden {
+            verb: "list".into(),
+            resource: "secrets".into(),
+            scope: "cluster scope".into(),
+        };
+        assert_eq!(
+            forbidden.to_string(),
+            "the cluster does not allow pullwarden to list secrets at cluster scope"
+        );
+        let unreachable = ClusterError::Unreachable {
+            server: Some("https://127.0.0.1:1/".into()),
+            reason: "Connection refused (os error 111)".into(),
+        };
+        assert_eq!(
+            unreachable.to_string(),
+            "cannot reach the Kubernetes API server at https://127.0.0.1:1/: Connection refused (os error 111)"
+        );
+        let unknown = ClusterError::Unauthorized { server: None };
+        assert_eq!(
+            unknown.to_string(),
+            "the Kubernetes API server rejected the credentials (401 Unauthorized)"
+        );
+    }
+
+    #[test]
+    fn kubeconfig_parse_errors_do_not_quote_the_file() {
+        let token = "sha256~canary-token-value";
+        let text = format!("apiVersion: v1\nusers:\n- name: u\n  user: {{token: {token}\n");
+        let error = Kubeconfig::from_yaml(&text).expect_err("invalid YAML");
+        let message = kubeconfig_error(&error).to_string();
+        assert!(!message.contains(token), "{message}");
+    }
+}
