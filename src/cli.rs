@@ -48,8 +48,53 @@ pub enum ColorChoice {
 pub enum Command {
     /// Load and check a workspace; exit 0 when valid, 1 otherwise.
     Validate(ValidateArgs),
+    /// Diff the workspace against the cluster (or a snapshot) and print the plan.
+    Plan(PlanArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
+}
+
+/// Where the live state comes from.
+#[derive(Args, Debug)]
+pub struct ClusterArgs {
+    /// Path to a kubeconfig (default: `KUBECONFIG`, then ~/.kube/config, then in-cluster).
+    #[arg(long, global = true)]
+    pub kubeconfig: Option<PathBuf>,
+    /// The kubeconfig context to use (default: its current context).
+    #[arg(long, global = true)]
+    pub context: Option<String>,
+}
+
+#[derive(Args, Debug)]
+pub struct PlanArgs {
+    /// A workspace file or directory.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Plan against Kubernetes objects saved as YAML/JSON (a file or directory,
+    /// e.g. `kubectl get ns,secrets,serviceaccounts,rolebindings -A -o yaml`) instead of a cluster.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub live: Option<PathBuf>,
+    /// Output format of the plan (on stdout).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Also save the plan to FILE (JSON, no credentials), for `apply --plan FILE`.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    /// Take over unlabelled objects in the way instead of reporting conflicts.
+    #[arg(long)]
+    pub adopt: bool,
+    /// Exit 0 when there are no changes, 2 when there are, 1 on error (as Terraform).
+    #[arg(long)]
+    pub detailed_exitcode: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum PlanFormat {
+    Text,
+    Markdown,
+    Json,
 }
 
 #[derive(Args, Debug)]
@@ -74,6 +119,7 @@ pub enum ValidateFormat {
 pub fn run(cli: &Cli, out: &Output) -> ExitCode {
     match &cli.command {
         Command::Validate(args) => validate(args, out),
+        Command::Plan(args) => crate::commands::plan(args, out),
         Command::Schema => {
             out.data(&pullwarden_spec::format::json_schema());
             ExitCode::SUCCESS

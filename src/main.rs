@@ -4,6 +4,7 @@
 //! All printing goes through [`output`]; libraries return data and problems.
 
 mod cli;
+mod commands;
 mod output;
 
 use std::process::ExitCode;

@@ -10,7 +10,9 @@ use serde::Serialize;
 use crate::cli::ColorChoice;
 
 pub struct Output {
+    /// Colour on stderr.
     color: bool,
+    choice: ColorChoice,
     quiet: bool,
 }
 
@@ -24,11 +26,29 @@ impl Output {
                     && std::io::stderr().is_terminal()
             }
         };
-        Self { color, quiet }
+        Self {
+            color,
+            choice,
+            quiet,
+        }
     }
 
     pub fn quiet(&self) -> bool {
         self.quiet
+    }
+
+    /// How plans are styled on stdout: colour only on a terminal, `NO_COLOR` unset.
+    pub fn style(&self) -> pullwarden_core::render::Style {
+        pullwarden_core::render::Style {
+            color: match self.choice {
+                ColorChoice::Always => true,
+                ColorChoice::Never => false,
+                ColorChoice::Auto => {
+                    std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty())
+                        && std::io::stdout().is_terminal()
+                }
+            },
+        }
     }
 
     /// A diagnostic, rendered with its source snippet, on stderr.

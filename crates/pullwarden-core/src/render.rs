@@ -182,8 +182,12 @@ fn entry_line(entry: &EntryDiff) -> String {
     };
     match entry.status {
         EntryStatus::Added => format!(
-            "+ {}: added; {username}, password (sensitive){}",
+            "+ {}: added; {}, password (sensitive){}",
             entry.server,
+            match (&entry.username, entry.username_sensitive) {
+                (Some(name), false) => format!("username {name}"),
+                _ => "username (sensitive)".to_string(),
+            },
             if entry.email_changed { ", email" } else { "" }
         ),
         EntryStatus::Removed => format!("- {}: removed", entry.server),
