@@ -185,7 +185,7 @@ impl Loader {
                 file,
                 document: index + 1,
             };
-            let value: Value = serde_saphyr::from_str(&document.text)
+            let value: Value = serde_saphyr::from_str_with_options(&document.text, yaml_options())
                 .map_err(|e| yaml_syntax_error(&e, &at, document.first_line))?;
             self.add(value, &at, None)?;
         }
@@ -329,20 +329,29 @@ fn describe(object: &Map<String, Value>, kind: &str, item: Option<(usize, &str)>
 }
 
 fn typed<K: DeserializeOwned>(
+    object: Map<String, Value>,
+    at: &At,
+    description: &str,
+) -> Result<K, LiveFileError> {
+    typed_with(object, at, description, ToString::to_string)
+}
+
+fn typed_with<K: DeserializeOwned>(
     mut object: Map<String, Value>,
     at: &At,
     description: &str,
+    message: impl Fn(&serde_json::Error) -> String,
 ) -> Result<K, LiveFileError> {
     // Items of typed lists carry no apiVersion/kind; the dispatch checked them.
     object.remove("apiVersion");
     object.remove("kind");
-    serde_json::from_value(Value::Object(object))
-        .map_err(|e| at.invalid(description, e.to_string()))
+    serde_json::from_value(Value::Object(object)).map_err(|e| at.invalid(description, message(&e)))
 }
 
 /// A Secret from its JSON form. `data`, `stringData` and the
 /// credential-bearing annotations are taken out before serde sees the
-/// object, so no deserialization message can quote them; the data is
+/// object, and quoted values are cut from serde's messages about the rest
+/// (a credential pasted at the wrong indentation); the data is
 /// decoded here, with messages that name keys only.
 fn secret_from_value(
     mut object: Map<String, Value>,
@@ -359,7 +368,8 @@ fn secret_from_value(
             annotations.remove(annotation);
         }
     }
-    let mut secret: Secret = typed(object, at, description)?;
+    let mut secret: Secret =
+        typed_with(object, at, description, |e| without_quoted(&e.to_string()))?;
     secret.data = secret_map(data, "data", at, description, |key, text| {
         base64::engine::general_purpose::STANDARD
             .decode(text.trim())
@@ -395,6 +405,14 @@ fn secret_map<T>(
         map.insert(key, decoded);
     }
     Ok(Some(map))
+}
+
+/// YAML 1.2 booleans only (`true`/`false`): under YAML 1.1 rules a
+/// namespace named `n` or a label value `on` would turn into a boolean.
+fn yaml_options() -> serde_saphyr::Options {
+    let mut options = serde_saphyr::Options::default();
+    options.strict_booleans = true;
+    options
 }
 
 /// A YAML document of a file and the line (1-based) its text starts on.
@@ -461,20 +479,24 @@ fn yaml_syntax_error(error: &serde_saphyr::Error, at: &At, first_line: u64) -> L
         line,
         column,
         format: "YAML",
-        reason: syntax_reason(&error.to_string()),
+        reason: without_location(&error.to_string()),
     }
 }
 
 fn json_syntax_reason(error: &serde_json::Error) -> String {
-    // serde_json appends " at line L column C", already in the message.
-    let text = error.to_string();
-    let reason = text.split(" at line ").next().unwrap_or_default();
-    syntax_reason(reason)
+    without_location(&error.to_string())
+}
+
+/// A parser's message without its own " at line L, column C" (relative to
+/// the document, and already in [`LiveFileError::Syntax`]) and without quotes.
+fn without_location(message: &str) -> String {
+    let reason = message.split(" at line ").next().unwrap_or_default();
+    without_quoted(reason)
 }
 
 /// The first line of a parser message, without anything quoted in it: a
 /// quoted fragment could be part of a Secret.
-fn syntax_reason(message: &str) -> String {
+fn without_quoted(message: &str) -> String {
     let first = message.lines().next().unwrap_or_default();
     let mut reason = String::new();
     let mut quote = None;
@@ -497,4 +519,291 @@ fn syntax_reason(message: &str) -> String {
         reason.push('…');
     }
     reason.trim().to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use pullwarden_core::secret::SecretString;
+
+    const CANARY: &str = "canary-s3cr3t-7f1e";
+
+    fn b64(text: &str) -> String {
+        base64::engine::general_purpose::STANDARD.encode(text)
+    }
+
+    fn write(dir: &Path, name: &str, text: &str) -> PathBuf {
+        let path = dir.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, text).unwrap();
+        path
+    }
+
+    fn load_error(text: &str) -> (PathBuf, String) {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(dir.path(), "bad.yaml", text);
+        let error = read_live_files(&file).expect_err("must fail");
+        let message = error.to_string();
+        assert!(!message.contains(CANARY), "leaked: {message}");
+        assert!(!message.contains(&b64(CANARY)), "leaked base64: {message}");
+        assert!(
+            !format!("{error:?}").contains(CANARY),
+            "leaked in Debug: {error:?}"
+        );
+        (file, message)
+    }
+
+    #[test]
+    fn reads_lists_and_multi_document_files_in_sorted_order() {
+        let dir = tempfile::tempdir().unwrap();
+        write(
+            dir.path(),
+            "b/objects.yaml",
+            "# a comment before the first marker\n---\n\
+             apiVersion: v1\nkind: List\nitems:\n\
+             - apiVersion: v1\n  kind: Namespace\n  metadata: {name: team-a}\n  status: {phase: Active}\n\
+             - apiVersion: v1\n  kind: Namespace\n  metadata: {name: going}\n  status: {phase: Terminating}\n\
+             - apiVersion: v1\n  kind: ConfigMap\n  metadata: {name: cm, namespace: team-a}\n\
+             ---\n\
+             apiVersion: v1\nkind: ServiceAccount\nmetadata:\n  name: default\n  namespace: team-a\n\
+             imagePullSecrets:\n- name: quay-pull\nsecrets:\n- name: quay-pull\n\
+             ---\n# only a comment\n...\n\
+             apiVersion: rbac.authorization.k8s.io/v1\nkind: RoleBinding\n\
+             metadata: {name: pullers, namespace: team-a}\n\
+             roleRef: {apiGroup: rbac.authorization.k8s.io, kind: ClusterRole, name: system:image-puller}\n\
+             subjects:\n- {apiGroup: rbac.authorization.k8s.io, kind: Group, name: 'system:serviceaccounts:team-a'}\n\
+             ---\n\
+             apiVersion: authorization.openshift.io/v1\nkind: RoleBinding\nmetadata: {name: legacy, namespace: team-a}\n",
+        );
+        write(
+            dir.path(),
+            "a/secrets.json",
+            &serde_json::json!({
+                "apiVersion": "v1",
+                "kind": "SecretList",
+                "items": [
+                    {"metadata": {"name": "quay-pull", "namespace": "team-a"},
+                     "type": "kubernetes.io/dockerconfigjson",
+                     "data": {".dockerconfigjson": b64(CANARY)}},
+                    {"metadata": {"name": "tls", "namespace": "team-a"},
+                     "type": "kubernetes.io/tls",
+                     "data": {"tls.key": b64(CANARY)}}
+                ]
+            })
+            .to_string(),
+        );
+        write(dir.path(), "notes.txt", "not a snapshot");
+
+        let snapshot = load_snapshot(dir.path()).unwrap();
+        assert_eq!(
+            snapshot.files,
+            [
+                dir.path().join("a/secrets.json"),
+                dir.path().join("b/objects.yaml")
+            ]
+        );
+        assert_eq!(
+            snapshot.live.namespaces.iter().collect::<Vec<_>>(),
+            ["team-a"]
+        );
+        let secrets: Vec<_> = snapshot
+            .live
+            .secrets
+            .iter()
+            .map(|s| (s.meta.name.as_str(), s.data.len()))
+            .collect();
+        assert_eq!(secrets, [("quay-pull", 1), ("tls", 0)]);
+        assert_eq!(
+            snapshot.live.secrets[0].data[".dockerconfigjson"].expose(),
+            CANARY
+        );
+        let sa = &snapshot.live.service_accounts[0];
+        assert_eq!(
+            (sa.meta.name.as_str(), &sa.image_pull_secrets, &sa.secrets),
+            (
+                "default",
+                &vec!["quay-pull".to_owned()],
+                &vec!["quay-pull".to_owned()]
+            )
+        );
+        let rb = &snapshot.live.role_bindings[0];
+        assert_eq!(rb.meta.name, "pullers");
+        assert_eq!(rb.role_ref.name, "system:image-puller");
+        assert_eq!(
+            snapshot.ignored,
+            BTreeMap::from([
+                ("authorization.openshift.io/v1 RoleBinding".to_owned(), 1),
+                ("v1 ConfigMap".to_owned(), 1)
+            ])
+        );
+    }
+
+    #[test]
+    fn data_is_kept_for_docker_types_and_managed_secrets_only() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut text = String::new();
+        for (name, type_, labels) in [
+            ("json", "kubernetes.io/dockerconfigjson", "{}"),
+            ("cfg", "kubernetes.io/dockercfg", "{}"),
+            (
+                "managed",
+                "Opaque",
+                "{app.kubernetes.io/managed-by: pullwarden}",
+            ),
+            ("other", "Opaque", "{app.kubernetes.io/managed-by: helm}"),
+            ("token", "kubernetes.io/service-account-token", "{}"),
+        ] {
+            let _ = write!(
+                text,
+                "---\napiVersion: v1\nkind: Secret\ntype: {type_}\n\
+                 metadata: {{name: {name}, namespace: ns, labels: {labels}}}\n\
+                 data: {{key: {}}}\n",
+                b64(CANARY)
+            );
+        }
+        // stringData counts too, and wins over data
+        let _ = write!(
+            text,
+            "---\napiVersion: v1\nkind: Secret\ntype: kubernetes.io/dockercfg\n\
+             metadata: {{name: string-data, namespace: ns}}\n\
+             data: {{key: {}}}\nstringData: {{key: plain}}\n",
+            b64(CANARY)
+        );
+        let file = write(dir.path(), "secrets.yml", &text);
+        let live = read_live_files(&file).unwrap();
+        let kept: Vec<_> = live
+            .secrets
+            .iter()
+            .map(|s| {
+                (
+                    s.meta.name.as_str(),
+                    s.data.get("key").map(SecretString::expose),
+                )
+            })
+            .collect();
+        assert_eq!(
+            kept,
+            [
+                ("cfg", Some(CANARY)),
+                ("json", Some(CANARY)),
+                ("managed", Some(CANARY)),
+                ("other", None),
+                ("string-data", Some("plain")),
+                ("token", None),
+            ]
+        );
+    }
+
+    #[test]
+    fn credential_bearing_annotations_are_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "s.yaml",
+            &format!(
+                "apiVersion: v1\nkind: Secret\ntype: Opaque\n\
+                 metadata:\n  name: s\n  namespace: ns\n  annotations:\n\
+                 \x20   kubectl.kubernetes.io/last-applied-configuration: '{{\"data\":{{\"k\":\"{CANARY}\"}}}}'\n\
+                 \x20   openshift.io/token-secret.value: {CANARY}\n\
+                 \x20   keep: me\n"
+            ),
+        );
+        let live = read_live_files(&file).unwrap();
+        assert_eq!(
+            live.secrets[0].meta.annotations,
+            BTreeMap::from([("keep".to_owned(), "me".to_owned())])
+        );
+        assert!(!format!("{live:?}").contains(CANARY));
+    }
+
+    #[test]
+    fn a_yaml_syntax_error_names_file_document_and_line_but_not_the_value() {
+        let (file, message) = load_error(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: a}}\n\
+             data:\n  key: \"{CANARY}\n  : [\n"
+        ));
+        assert!(
+            message.starts_with(&format!("{}: document 2 (line ", file.display())),
+            "{message}"
+        );
+        assert!(message.contains("is not valid YAML"), "{message}");
+    }
+
+    #[test]
+    fn a_malformed_secret_names_file_document_object_and_key_but_not_the_value() {
+        let (file, message) = load_error(&format!(
+            "apiVersion: v1\nkind: Namespace\nmetadata: {{name: a}}\n---\n\
+             apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: a}}\n\
+             data:\n  .dockercfg: \"{CANARY}!\"\n"
+        ));
+        assert_eq!(
+            message,
+            format!(
+                "{}: document 2: Secret a/s: data key \".dockercfg\" is not valid base64",
+                file.display()
+            )
+        );
+        let (_, message) = load_error(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: a}}\n\
+             immutable: \"{CANARY}\"\ndata: {{k: {}}}\n",
+            b64(CANARY)
+        ));
+        assert!(message.contains("document 1: Secret a/s: "), "{message}");
+        let (_, message) = load_error(&format!(
+            "apiVersion: v1\nkind: Secret\nmetadata: {{name: s, namespace: a}}\n\
+             stringData: {{k: [\"{CANARY}\"]}}\n"
+        ));
+        assert!(
+            message.ends_with("stringData key \"k\" is not a string"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn list_items_are_located() {
+        let (file, message) = load_error(
+            "apiVersion: v1\nkind: List\nitems:\n\
+             - apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: a, namespace: n}\n\
+             - apiVersion: v1\n  kind: ServiceAccount\n  metadata: {name: b, namespace: n}\n  secrets: 7\n",
+        );
+        assert!(
+            message.starts_with(&format!(
+                "{}: document 1: ServiceAccount n/b (item 2 of the List): ",
+                file.display()
+            )),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn an_object_listed_twice_is_an_error() {
+        let (_, message) = load_error(
+            "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: n}\n---\n\
+             apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: a, namespace: n}\n",
+        );
+        assert!(
+            message.contains("document 2: ServiceAccount n/a appears twice"),
+            "{message}"
+        );
+        assert!(message.ends_with("document 1)"), "{message}");
+    }
+
+    #[test]
+    fn a_directory_without_snapshot_files_is_an_error() {
+        let dir = tempfile::tempdir().unwrap();
+        write(dir.path(), "README.md", "# nothing");
+        let error = read_live_files(dir.path()).unwrap_err();
+        assert!(matches!(error, LiveFileError::NoFiles { .. }), "{error}");
+    }
+
+    #[test]
+    fn document_markers_split_only_at_line_starts() {
+        let documents = yaml_documents("a: 1\n--- \nb: '---'\n  ---\n...\n---\n# c\n--- {d: 1}\n");
+        let texts: Vec<_> = documents
+            .iter()
+            .map(|d| (d.first_line, d.text.trim()))
+            .collect();
+        assert_eq!(texts, [(1, "a: 1"), (2, "b: '---'\n  ---"), (8, "{d: 1}")]);
+    }
 }
