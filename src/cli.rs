@@ -50,8 +50,32 @@ pub enum Command {
     Validate(ValidateArgs),
     /// Diff the workspace against the cluster (or a snapshot) and print the plan.
     Plan(PlanArgs),
+    /// Plan, show, confirm and execute; or execute a saved plan (`--plan FILE`).
+    Apply(ApplyArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
+}
+
+#[derive(Args, Debug)]
+pub struct ApplyArgs {
+    /// A workspace file or directory (it supplies the credentials, also for a saved plan).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Execute exactly this saved plan (`plan --out FILE`); refused, writing nothing,
+    /// if anything it assumed has changed since.
+    #[arg(long, value_name = "FILE")]
+    pub plan: Option<PathBuf>,
+    /// Do not ask for confirmation. Without a terminal, apply refuses unless this is given.
+    #[arg(long)]
+    pub auto_approve: bool,
+    /// Take over unlabelled objects in the way instead of reporting conflicts.
+    #[arg(long, conflicts_with = "plan")]
+    pub adopt: bool,
+    /// How many changes run at once within a phase.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 /// Where the live state comes from.
@@ -120,6 +144,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
     match &cli.command {
         Command::Validate(args) => validate(args, out),
         Command::Plan(args) => crate::commands::plan(args, out),
+        Command::Apply(args) => crate::commands::apply(args, out),
         Command::Schema => {
             out.data(&pullwarden_spec::format::json_schema());
             ExitCode::SUCCESS

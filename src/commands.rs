@@ -76,64 +76,85 @@ pub fn load_resolved(
     }
 }
 
-/// Reads the live state from a snapshot or from the cluster.
-pub fn read_live(
-    live: Option<&Path>,
-    cluster: &ClusterArgs,
-    out: &Output,
-) -> Result<LiveState, Failed> {
-    if let Some(path) = live {
-        return pullwarden_kube::read_live_files(path).map_err(|e| {
-            out.report(&miette::Report::new(e));
-            Failed
-        });
-    }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
+/// The async runtime of one command (two workers: the work is I/O).
+pub fn runtime(out: &Output) -> Result<tokio::runtime::Runtime, Failed> {
+    tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .map_err(|e| {
             out.status(&format!("pullwarden: cannot start the async runtime: {e}"));
             Failed
-        })?;
-    runtime
-        .block_on(async {
-            let client =
-                pullwarden_kube::connect(cluster.kubeconfig.as_deref(), cluster.context.as_deref())
-                    .await?;
-            pullwarden_kube::read_live(&client).await
         })
-        .map_err(|e| {
-            out.report(&miette::Report::new(e));
-            Failed
-        })
+}
+
+/// Connects to the cluster named by the kubeconfig flags.
+pub fn connect(
+    rt: &tokio::runtime::Runtime,
+    cluster: &ClusterArgs,
+    out: &Output,
+) -> Result<kube::Client, Failed> {
+    rt.block_on(pullwarden_kube::connect(
+        cluster.kubeconfig.as_deref(),
+        cluster.context.as_deref(),
+    ))
+    .map_err(|e| {
+        out.report(&miette::Report::new(e));
+        Failed
+    })
+}
+
+/// Reads the live state from a snapshot, or from the cluster through `client`.
+pub fn read_live(
+    rt: &tokio::runtime::Runtime,
+    live: Option<&Path>,
+    client: Option<&kube::Client>,
+    out: &Output,
+) -> Result<LiveState, Failed> {
+    let result = match (live, client) {
+        (Some(path), _) => pullwarden_kube::read_live_files(path).map_err(miette::Report::new),
+        (None, Some(client)) => rt
+            .block_on(pullwarden_kube::read_live(client))
+            .map_err(miette::Report::new),
+        (None, None) => unreachable!("a client or a snapshot is given"),
+    };
+    result.map_err(|report| {
+        out.report(&report);
+        Failed
+    })
 }
 
 pub fn make_plan(
-    path: &Path,
-    live: Option<&Path>,
-    cluster: &ClusterArgs,
+    ws: &pullwarden_core::model::Workspace,
+    registries: &std::collections::BTreeMap<String, pullwarden_core::model::ResolvedRegistry>,
+    live: &LiveState,
     adopt: bool,
-    out: &Output,
-) -> Result<Planned, Failed> {
-    let (ws, registries) = load_resolved(path, out)?;
-    let live = read_live(live, cluster, out)?;
+) -> Planned {
     let key = DigestKey::from_bytes(random_bytes::<32>());
-    let desired = plan::desired(&ws, &registries, &live);
-    let plan = plan::plan(&ws, &desired, &live, PlanOptions { adopt }, &key);
-    Ok(Planned { plan, desired, key })
+    let desired = plan::desired(ws, registries, live);
+    let plan = plan::plan(ws, &desired, live, PlanOptions { adopt }, &key);
+    Planned { plan, desired, key }
 }
 
 pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
-    let Ok(planned) = make_plan(
-        &args.path,
-        args.live.as_deref(),
-        &args.cluster,
-        args.adopt,
-        out,
-    ) else {
+    let Ok((ws, registries)) = load_resolved(&args.path, out) else {
         return ExitCode::from(1);
     };
+    let Ok(rt) = runtime(out) else {
+        return ExitCode::from(1);
+    };
+    let client = if args.live.is_none() {
+        match connect(&rt, &args.cluster, out) {
+            Ok(client) => Some(client),
+            Err(Failed) => return ExitCode::from(1),
+        }
+    } else {
+        None
+    };
+    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), out) else {
+        return ExitCode::from(1);
+    };
+    let planned = make_plan(&ws, &registries, &live, args.adopt);
     let plan = &planned.plan;
     match args.format {
         PlanFormat::Text => out.data(&render::text(plan, out.style())),
@@ -166,7 +187,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
 
 /// Writes through a temporary file in the same folder and renames it, so a
 /// reader never sees half a file.
-fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
+pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     let dir = path
         .parent()
         .filter(|p| !p.as_os_str().is_empty())
@@ -180,4 +201,156 @@ fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
+}
+
+/// `pullwarden apply`: exit 0 when everything was applied or there was nothing
+/// to do; 1 when anything failed, was refused or was not confirmed.
+pub fn apply(args: &crate::cli::ApplyArgs, out: &Output) -> ExitCode {
+    match apply_inner(args, out) {
+        Ok(code) => code,
+        Err(Failed) => ExitCode::from(1),
+    }
+}
+
+fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, Failed> {
+    use pullwarden_kube::apply::{ApplyOptions, Hooks, OutcomeStatus};
+
+    let saved = match &args.plan {
+        Some(file) => Some(read_saved_plan(file, out)?),
+        None => None,
+    };
+    let (ws, registries) = load_resolved(&args.path, out)?;
+    let rt = runtime(out)?;
+    let client = connect(&rt, &args.cluster, out)?;
+    let live = read_live(&rt, None, Some(&client), out)?;
+    let (plan, desired) = if let Some(saved) = saved {
+        let desired = plan::desired(&ws, &registries, &live);
+        let reasons = saved::stale_reasons(&saved, &ws.name, &live, &desired);
+        if !reasons.is_empty() {
+            for reason in &reasons {
+                out.status(&format!("stale: {reason}"));
+            }
+            out.status(&format!(
+                "pullwarden: refusing the saved plan: {} thing{} changed since it was made; nothing was written. Plan again.",
+                reasons.len(),
+                if reasons.len() == 1 { "" } else { "s" }
+            ));
+            return Err(Failed);
+        }
+        (saved.plan, desired)
+    } else {
+        let planned = make_plan(&ws, &registries, &live, args.adopt);
+        (planned.plan, planned.desired)
+    };
+    out.data(&render::text(&plan, out.style()));
+    if !plan.errors.is_empty() {
+        out.status("pullwarden: the plan has errors; nothing was applied");
+        return Err(Failed);
+    }
+    if !plan.has_changes() {
+        out.status("Nothing to do.");
+        return Ok(ExitCode::SUCCESS);
+    }
+    if args.plan.is_none() && !args.auto_approve {
+        if !out.can_prompt() {
+            out.status(
+                "pullwarden: not applying: no terminal to confirm on; pass --auto-approve (e.g. in CI)",
+            );
+            return Err(Failed);
+        }
+        if !out.confirm("Apply these changes? Only 'yes' is accepted: ") {
+            out.status("Apply cancelled; nothing was written.");
+            return Err(Failed);
+        }
+    }
+    let options = ApplyOptions {
+        concurrency: usize::from(args.concurrency),
+        ..ApplyOptions::default()
+    };
+    let total = plan.changes.len();
+    let done = std::sync::atomic::AtomicUsize::new(0);
+    let progress = |outcome: &pullwarden_kube::apply::Outcome| {
+        let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        out.progress(n, total, &describe_change(&plan.changes[outcome.index]));
+    };
+    let outcomes = rt.block_on(pullwarden_kube::apply::apply(
+        &client,
+        &plan,
+        &desired,
+        &options,
+        &Hooks::default(),
+        &progress,
+    ));
+    out.progress_done();
+    let mut failed = 0;
+    for outcome in &outcomes {
+        let change = &plan.changes[outcome.index];
+        let report_line = match &outcome.status {
+            OutcomeStatus::Done => format!("done     {}", describe_change(change)),
+            OutcomeStatus::Failed(reason) => {
+                failed += 1;
+                format!("FAILED   {}: {reason}", describe_change(change))
+            }
+            OutcomeStatus::Skipped(reason) => {
+                failed += 1;
+                format!("skipped  {}: {reason}", describe_change(change))
+            }
+        };
+        out.status(&report_line);
+    }
+    if failed > 0 {
+        out.status(&format!(
+            "Apply incomplete: {failed} of {total} changes did not succeed. Fix the cause and run apply again: it converges."
+        ));
+        return Err(Failed);
+    }
+    out.status(&format!(
+        "Apply complete: {}.",
+        render::summary_line(&plan.summary())
+    ));
+    Ok(ExitCode::SUCCESS)
+}
+
+fn describe_change(change: &plan::Change) -> String {
+    let action = match change.action {
+        plan::Action::Create => "create",
+        plan::Action::Update => "update",
+        plan::Action::Replace => "replace",
+        plan::Action::Delete => "delete",
+        plan::Action::Adopt => "adopt",
+        plan::Action::Link => "link",
+    };
+    format!(
+        "{action} {:?} {}/{}",
+        change.kind, change.namespace, change.name
+    )
+}
+
+fn read_saved_plan(file: &Path, out: &Output) -> Result<saved::SavedPlan, Failed> {
+    let text = std::fs::read_to_string(file).map_err(|e| {
+        out.status(&format!(
+            "pullwarden: cannot read the saved plan {}: {e}",
+            file.display()
+        ));
+        Failed
+    })?;
+    let saved: saved::SavedPlan = serde_json::from_str(&text).map_err(|e| {
+        out.status(&format!(
+            "pullwarden: {} is not a saved plan (line {}, column {})",
+            file.display(),
+            e.line(),
+            e.column()
+        ));
+        Failed
+    })?;
+    if saved.kind != saved::SAVED_PLAN_KIND
+        || saved.plan.format_version != plan::PLAN_FORMAT_VERSION
+    {
+        out.status(&format!(
+            "pullwarden: {} is not a saved plan of this version of pullwarden",
+            file.display()
+        ));
+        return Err(Failed);
+    }
+    Ok(saved)
 }

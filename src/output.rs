@@ -73,6 +73,33 @@ impl Output {
         }
     }
 
+    /// Whether a question can be asked (stdin and stderr are terminals).
+    #[allow(clippy::unused_self)] // a method, so that all terminal I/O goes through `Output`
+    pub fn can_prompt(&self) -> bool {
+        std::io::stdin().is_terminal() && std::io::stderr().is_terminal()
+    }
+
+    /// Asks on stderr; true only for the answer `yes`.
+    #[allow(clippy::unused_self)] // a method, so that all terminal I/O goes through `Output`
+    pub fn confirm(&self, question: &str) -> bool {
+        eprint!("{question}");
+        let mut answer = String::new();
+        std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
+    }
+
+    /// One finished change of a long apply, on a terminal only (overwritten in place).
+    pub fn progress(&self, done: usize, total: usize, what: &str) {
+        if !self.quiet && std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[2K[{done}/{total}] {what}");
+        }
+    }
+
+    pub fn progress_done(&self) {
+        if !self.quiet && std::io::stderr().is_terminal() {
+            eprint!("\r\x1b[2K");
+        }
+    }
+
     /// Data on stdout, as is.
     #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn data(&self, text: &str) {

@@ -983,10 +983,13 @@ fn plan_role_bindings(
     for ((ns, name), want) in &desired.role_bindings {
         let bindings = by_ns.get(ns.as_str()).unwrap_or(&no_bindings);
         // Subjects that a binding not of this workspace already grants the role to.
+        // A binding with our name is not one of those: it is in the way (a
+        // conflict, or adopted and rewritten), so it cannot vouch for a subject.
         let mut subjects = Vec::new();
         for subject in &want.subjects {
             let satisfied_by = bindings.iter().find(|rb| {
                 rb.meta.ownership(&ws.name) != Ownership::Ours
+                    && rb.meta.name != *name
                     && rb.role_ref.kind == "ClusterRole"
                     && rb.role_ref.name == want.role
                     && rb.subjects.contains(subject)

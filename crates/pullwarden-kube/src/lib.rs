@@ -17,6 +17,7 @@
 //! crate contains a token, a Secret's data or a kubeconfig's content.
 
 mod cluster;
+pub mod apply;
 pub mod convert;
 mod files;
 

@@ -1,0 +1,576 @@
+//! The writing half: executes a [`Plan`] against the cluster.
+//!
+//! Invariants: it writes only what the plan says; every update and delete is
+//! guarded by the UID and resourceVersion the plan saw (a moved object fails
+//! that change, it is never overwritten); ServiceAccount lists are edited by
+//! read-modify-write with the resourceVersion precondition, keeping every
+//! entry pullwarden did not add, re-reading and redoing on 409 Conflict. No
+//! client-side apply (no `last-applied-configuration` holding secret data).
+//!
+//! Order: Secrets, then created ServiceAccounts, then links and unlinks, then
+//! RoleBindings (a role change creates the new binding before deleting the old
+//! one, so access never lapses), then prune deletes. Within a phase changes run
+//! concurrently, bounded by [`ApplyOptions::concurrency`].
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::StreamExt as _;
+use k8s_openapi::ByteString;
+use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference, Secret, ServiceAccount};
+use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::{Client, Resource};
+
+/// The field manager of every write, so `managedFields` tell pullwarden's
+/// writes from others' (plain create/replace, never client-side apply).
+pub const FIELD_MANAGER: &str = "pullwarden";
+
+static POST: std::sync::LazyLock<PostParams> = std::sync::LazyLock::new(|| PostParams {
+    dry_run: false,
+    field_manager: Some(FIELD_MANAGER.to_string()),
+});
+use pullwarden_core::live::{
+    LINKS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RbacSubject, SOURCE_ANNOTATION,
+    WORKSPACE_LABEL,
+};
+use pullwarden_core::plan::{
+    self, Action, Assumed, Change, Desired, Detail, LinkDiff, ObjectKind, Plan, RoleBindingDiff,
+    SecretDiff,
+};
+
+/// How apply runs.
+#[derive(Clone, Debug)]
+pub struct ApplyOptions {
+    /// Changes in flight at once within a phase.
+    pub concurrency: usize,
+    /// How often a ServiceAccount edit is redone after a 409 Conflict.
+    pub max_conflict_retries: u32,
+    /// Attempts of one request on 429, 5xx and timeouts (with backoff).
+    pub max_attempts: u32,
+}
+
+impl Default for ApplyOptions {
+    fn default() -> Self {
+        Self {
+            concurrency: 8,
+            max_conflict_retries: 8,
+            max_attempts: 5,
+        }
+    }
+}
+
+type HookFuture = Pin<Box<dyn Future<Output = ()> + Send>>;
+/// Called with (namespace, name) between reading a ServiceAccount and writing it.
+pub type ServiceAccountHook = Arc<dyn Fn(String, String) -> HookFuture + Send + Sync>;
+
+/// Test seams. A hook runs between pullwarden's read and its write, so tests
+/// can force another writer into exactly that window.
+#[derive(Clone, Default)]
+pub struct Hooks {
+    pub before_service_account_write: Option<ServiceAccountHook>,
+}
+
+/// What happened to one change of the plan (by its index in `plan.changes`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Outcome {
+    pub index: usize,
+    pub status: OutcomeStatus,
+    /// 409 Conflicts met on ServiceAccount writes and redone.
+    pub conflicts_retried: u32,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum OutcomeStatus {
+    Done,
+    /// With the API's reason; never a credential.
+    Failed(String),
+    /// Not attempted because a change it depends on failed.
+    Skipped(String),
+}
+
+/// Executes `plan`. `desired` supplies the Secret contents (the plan holds none).
+/// `progress` is called once per finished change.
+pub async fn apply(
+    client: &Client,
+    plan: &Plan,
+    desired: &Desired,
+    options: &ApplyOptions,
+    hooks: &Hooks,
+    progress: &(dyn Fn(&Outcome) + Sync),
+) -> Vec<Outcome> {
+    let cx = Cx {
+        client: client.clone(),
+        workspace: plan.workspace.clone(),
+        options: options.clone(),
+        hooks: hooks.clone(),
+    };
+    let mut phases: [Vec<usize>; 5] = Default::default();
+    for (index, change) in plan.changes.iter().enumerate() {
+        let phase = match (&change.detail, change.action) {
+            (_, Action::Delete) | (Detail::Pruned, _) => 4,
+            (Detail::Secret(_), _) => 0,
+            (Detail::ServiceAccount, _) => 1,
+            (Detail::Links(_), _) => 2,
+            (Detail::RoleBinding(_), _) => 3,
+        };
+        phases[phase].push(index);
+    }
+    let mut outcomes: Vec<Outcome> = Vec::new();
+    for phase in phases {
+        let mut runnable = Vec::new();
+        for index in phase {
+            let change = &plan.changes[index];
+            if let Some(reason) = blocked_by(change, plan, &outcomes) {
+                let outcome = Outcome {
+                    index,
+                    status: OutcomeStatus::Skipped(reason),
+                    conflicts_retried: 0,
+                };
+                progress(&outcome);
+                outcomes.push(outcome);
+            } else {
+                runnable.push(index);
+            }
+        }
+        let results: Vec<Outcome> = futures::stream::iter(runnable)
+            .map(|index| {
+                let cx = &cx;
+                async move {
+                    let (status, conflicts_retried) =
+                        cx.execute(&plan.changes[index], desired).await;
+                    let outcome = Outcome {
+                        index,
+                        status,
+                        conflicts_retried,
+                    };
+                    progress(&outcome);
+                    outcome
+                }
+            })
+            .buffer_unordered(options.concurrency.max(1))
+            .collect()
+            .await;
+        outcomes.extend(results);
+    }
+    outcomes.sort_by_key(|o| o.index);
+    outcomes
+}
+
+/// Why a change must not run, given what already failed.
+fn blocked_by(change: &Change, plan: &Plan, done: &[Outcome]) -> Option<String> {
+    let failed = |pred: &dyn Fn(&Change) -> bool| {
+        done.iter()
+            .filter(|o| o.status != OutcomeStatus::Done)
+            .map(|o| &plan.changes[o.index])
+            .find(|c| pred(c))
+            .map(|c| format!("{:?} {}/{} did not succeed", c.kind, c.namespace, c.name))
+    };
+    match (&change.detail, change.action) {
+        (Detail::Links(links), _) => failed(&|c: &Change| {
+            c.namespace == change.namespace
+                && ((c.kind == ObjectKind::Secret
+                    && (links.pull_added.contains(&c.name) || links.mount_added.contains(&c.name)))
+                    || (c.kind == ObjectKind::ServiceAccount
+                        && c.name == change.name
+                        && matches!(c.detail, Detail::ServiceAccount)))
+        }),
+        (_, Action::Delete) if change.kind == ObjectKind::Secret => failed(&|c: &Change| {
+            c.namespace == change.namespace && matches!(c.detail, Detail::Links(_))
+        }),
+        _ => None,
+    }
+}
+
+struct Cx {
+    client: Client,
+    workspace: String,
+    options: ApplyOptions,
+    hooks: Hooks,
+}
+
+/// A failed request, already reduced to something to print.
+struct Failure(String);
+
+impl From<kube::Error> for Failure {
+    fn from(error: kube::Error) -> Self {
+        Failure(describe(&error))
+    }
+}
+
+fn describe(error: &kube::Error) -> String {
+    match error {
+        kube::Error::Api(status) => {
+            let reason = if status.reason.is_empty() {
+                format!("HTTP {}", status.code)
+            } else {
+                status.reason.clone()
+            };
+            format!("{reason}: {}", status.message)
+        }
+        other => format!("request failed: {other}"),
+    }
+}
+
+fn status_code(error: &kube::Error) -> Option<u16> {
+    match error {
+        kube::Error::Api(status) => Some(status.code),
+        _ => None,
+    }
+}
+
+fn is_transient(error: &kube::Error) -> bool {
+    match error {
+        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
+        _ => false,
+    }
+}
+
+impl Cx {
+    /// Runs one request, retrying with backoff on 429, 5xx and transport errors.
+    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let mut delay = Duration::from_millis(200);
+        let mut attempt = 1;
+        loop {
+            match call().await {
+                Err(e) if is_transient(&e) && attempt < self.options.max_attempts => {
+                    tokio::time::sleep(delay).await;
+                    delay = (delay * 2).min(Duration::from_secs(5));
+                    attempt += 1;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn labels(&self) -> BTreeMap<String, String> {
+        BTreeMap::from([
+            (MANAGED_BY_LABEL.to_string(), MANAGED_BY_VALUE.to_string()),
+            (WORKSPACE_LABEL.to_string(), self.workspace.clone()),
+        ])
+    }
+
+    fn mark(&self, meta: &mut ObjectMeta, source: Option<&String>) {
+        meta.labels
+            .get_or_insert_with(BTreeMap::new)
+            .extend(self.labels());
+        if let Some(source) = source {
+            meta.annotations
+                .get_or_insert_with(BTreeMap::new)
+                .insert(SOURCE_ANNOTATION.to_string(), source.clone());
+        }
+    }
+
+    async fn execute(&self, change: &Change, desired: &Desired) -> (OutcomeStatus, u32) {
+        let result = match (&change.detail, change.action) {
+            (_, Action::Delete) => self.delete(change).await.map(|()| 0),
+            (Detail::Secret(diff), _) => self.write_secret(change, diff, desired).await.map(|()| 0),
+            (Detail::ServiceAccount, _) => self.create_service_account(change).await.map(|()| 0),
+            (Detail::Links(links), _) => self.relink(change, links).await,
+            (Detail::RoleBinding(diff), _) => {
+                self.write_role_binding(change, diff).await.map(|()| 0)
+            }
+            (Detail::Pruned, _) => Err(Failure("a pruned object with no delete".into())),
+        };
+        match result {
+            Ok(conflicts) => (OutcomeStatus::Done, conflicts),
+            Err(Failure(reason)) => (OutcomeStatus::Failed(reason), 0),
+        }
+    }
+
+    /// Fails unless the live object is the one the plan saw.
+    fn check_assumed(meta: &ObjectMeta, assumed: Option<&Assumed>) -> Result<(), Failure> {
+        let Some(assumed) = assumed else {
+            return Ok(());
+        };
+        let uid = meta.uid.as_deref().unwrap_or("");
+        let rv = meta.resource_version.as_deref().unwrap_or("");
+        if uid != assumed.uid || rv != assumed.resource_version {
+            return Err(Failure(
+                "changed since it was planned (UID or resourceVersion differs); plan again".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    async fn write_secret(
+        &self,
+        change: &Change,
+        diff: &SecretDiff,
+        desired: &Desired,
+    ) -> Result<(), Failure> {
+        let want = desired
+            .secrets
+            .get(&(change.namespace.clone(), change.name.clone()))
+            .ok_or_else(|| Failure("no desired content for this Secret".into()))?;
+        let api: Api<Secret> = Api::namespaced(self.client.clone(), &change.namespace);
+        let data = BTreeMap::from([(
+            want.format.data_key().to_string(),
+            // The one place a credential leaves the process: into the API request.
+            ByteString(want.data().expose().as_bytes().to_vec()),
+        )]);
+        let fresh = || {
+            let mut meta = ObjectMeta {
+                name: Some(change.name.clone()),
+                namespace: Some(change.namespace.clone()),
+                ..ObjectMeta::default()
+            };
+            self.mark(&mut meta, change.source.as_ref());
+            Secret {
+                metadata: meta,
+                type_: Some(diff.secret_type.clone()),
+                data: Some(data.clone()),
+                ..Secret::default()
+            }
+        };
+        match change.action {
+            Action::Create => {
+                let secret = fresh();
+                self.retry(|| api.create(&POST, &secret)).await?;
+            }
+            Action::Replace => {
+                self.delete_guarded(&api, &change.name, change.assumed.as_ref())
+                    .await?;
+                let secret = fresh();
+                self.retry(|| api.create(&POST, &secret)).await?;
+            }
+            _ => {
+                let mut live = self.retry(|| api.get(&change.name)).await?;
+                Self::check_assumed(live.meta(), change.assumed.as_ref())?;
+                let content_changed = diff.unreadable_live_data
+                    || diff.previous_type.is_some()
+                    || diff
+                        .entries
+                        .iter()
+                        .any(|e| e.status != plan::EntryStatus::Unchanged);
+                self.mark(&mut live.metadata, change.source.as_ref());
+                if content_changed {
+                    live.data = Some(data.clone());
+                    live.string_data = None;
+                }
+                self.retry(|| api.replace(&change.name, &POST, &live))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn create_service_account(&self, change: &Change) -> Result<(), Failure> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &change.namespace);
+        let mut meta = ObjectMeta {
+            name: Some(change.name.clone()),
+            namespace: Some(change.namespace.clone()),
+            ..ObjectMeta::default()
+        };
+        self.mark(&mut meta, change.source.as_ref());
+        let sa = ServiceAccount {
+            metadata: meta,
+            ..ServiceAccount::default()
+        };
+        match self.retry(|| api.create(&POST, &sa)).await {
+            Ok(_) => Ok(()),
+            // Created meanwhile (by a rerun or someone else): linking works on it.
+            Err(e) if status_code(&e) == Some(409) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Read, keep every entry pullwarden did not add, add/remove only ours,
+    /// record ours, write with the resourceVersion; on 409 redo from the read.
+    async fn relink(&self, change: &Change, links: &LinkDiff) -> Result<u32, Failure> {
+        let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &change.namespace);
+        let mut conflicts = 0;
+        loop {
+            let mut sa = match self.retry(|| api.get(&change.name)).await {
+                Ok(sa) => sa,
+                Err(e) if status_code(&e) == Some(404) => {
+                    return Err(Failure("the ServiceAccount no longer exists".into()));
+                }
+                Err(e) => return Err(e.into()),
+            };
+            if let Some(hook) = &self.hooks.before_service_account_write {
+                hook(change.namespace.clone(), change.name.clone()).await;
+            }
+            let meta = pullwarden_kube_meta(&sa.metadata);
+            let previous = plan::link_records(&meta)
+                .remove(&self.workspace)
+                .unwrap_or_default();
+            let mut record = links.record.clone();
+
+            let pulls = sa.image_pull_secrets.get_or_insert_with(Vec::new);
+            let present: BTreeSet<String> = pulls.iter().map(|r| r.name.clone()).collect();
+            for name in &links.pull_added {
+                if present.contains(name) {
+                    // Someone added it meanwhile: not ours to record.
+                    if !previous.pull.contains(name) {
+                        record.pull.remove(name);
+                    }
+                } else {
+                    pulls.push(LocalObjectReference { name: name.clone() });
+                }
+            }
+            pulls.retain(|r| !links.pull_removed.contains(&r.name));
+
+            let mounts = sa.secrets.get_or_insert_with(Vec::new);
+            let present: BTreeSet<String> = mounts.iter().filter_map(|r| r.name.clone()).collect();
+            for name in &links.mount_added {
+                if present.contains(name) {
+                    if !previous.mount.contains(name) {
+                        record.mount.remove(name);
+                    }
+                } else {
+                    mounts.push(ObjectReference {
+                        name: Some(name.clone()),
+                        ..ObjectReference::default()
+                    });
+                }
+            }
+            mounts.retain(|r| {
+                r.name
+                    .as_ref()
+                    .is_none_or(|n| !links.mount_removed.contains(n))
+            });
+
+            let annotations = sa.metadata.annotations.get_or_insert_with(BTreeMap::new);
+            match plan::links_annotation(&meta, &self.workspace, &record) {
+                Some(value) => {
+                    annotations.insert(LINKS_ANNOTATION.to_string(), value);
+                }
+                None => {
+                    annotations.remove(LINKS_ANNOTATION);
+                }
+            }
+            // `replace` sends the resourceVersion we read: a write in between is a 409.
+            match api.replace(&change.name, &POST, &sa).await {
+                Ok(_) => return Ok(conflicts),
+                Err(e)
+                    if status_code(&e) == Some(409)
+                        && conflicts < self.options.max_conflict_retries =>
+                {
+                    conflicts += 1;
+                }
+                Err(e) if is_transient(&e) && conflicts < self.options.max_conflict_retries => {
+                    conflicts += 1;
+                    tokio::time::sleep(Duration::from_millis(200)).await;
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+    }
+
+    async fn write_role_binding(
+        &self,
+        change: &Change,
+        diff: &RoleBindingDiff,
+    ) -> Result<(), Failure> {
+        let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &change.namespace);
+        let subjects: Vec<Subject> = diff.subjects.iter().map(rbac_subject).collect();
+        match change.action {
+            Action::Create | Action::Replace => {
+                let mut meta = ObjectMeta {
+                    name: Some(change.name.clone()),
+                    namespace: Some(change.namespace.clone()),
+                    ..ObjectMeta::default()
+                };
+                self.mark(&mut meta, change.source.as_ref());
+                let binding = RoleBinding {
+                    metadata: meta,
+                    role_ref: RoleRef {
+                        api_group: Some("rbac.authorization.k8s.io".into()),
+                        kind: "ClusterRole".into(),
+                        name: diff.role.clone(),
+                    },
+                    subjects: Some(subjects),
+                };
+                self.retry(|| api.create(&POST, &binding)).await?;
+                // The new binding exists; only now is the old one removed.
+                if let Some(old) = &diff.replaces {
+                    self.delete_guarded(&api, &old.name, Some(&old.assumed))
+                        .await?;
+                }
+            }
+            _ => {
+                let mut live = self.retry(|| api.get(&change.name)).await?;
+                Self::check_assumed(live.meta(), change.assumed.as_ref())?;
+                self.mark(&mut live.metadata, change.source.as_ref());
+                live.subjects = Some(subjects);
+                self.retry(|| api.replace(&change.name, &POST, &live))
+                    .await?;
+            }
+        }
+        Ok(())
+    }
+
+    async fn delete(&self, change: &Change) -> Result<(), Failure> {
+        match change.kind {
+            ObjectKind::Secret => {
+                let api: Api<Secret> = Api::namespaced(self.client.clone(), &change.namespace);
+                self.delete_guarded(&api, &change.name, change.assumed.as_ref())
+                    .await
+            }
+            ObjectKind::RoleBinding => {
+                let api: Api<RoleBinding> = Api::namespaced(self.client.clone(), &change.namespace);
+                self.delete_guarded(&api, &change.name, change.assumed.as_ref())
+                    .await
+            }
+            ObjectKind::ServiceAccount => {
+                Err(Failure("pullwarden never deletes ServiceAccounts".into()))
+            }
+        }
+    }
+
+    /// Deletes only the object the plan saw (UID and resourceVersion
+    /// preconditions). Already gone counts as done.
+    async fn delete_guarded<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        assumed: Option<&Assumed>,
+    ) -> Result<(), Failure>
+    where
+        K: Resource + Clone + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        let params = DeleteParams {
+            preconditions: assumed.map(|a| Preconditions {
+                uid: Some(a.uid.clone()),
+                resource_version: Some(a.resource_version.clone()),
+            }),
+            ..DeleteParams::default()
+        };
+        match self.retry(|| api.delete(name, &params)).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(404) => Ok(()),
+            Err(e) if status_code(&e) == Some(409) => Err(Failure(
+                "changed since it was planned (delete precondition failed); plan again".into(),
+            )),
+            Err(e) => Err(e.into()),
+        }
+    }
+}
+
+fn pullwarden_kube_meta(meta: &ObjectMeta) -> pullwarden_core::live::Meta {
+    pullwarden_core::live::Meta {
+        annotations: meta.annotations.clone().unwrap_or_default(),
+        ..pullwarden_core::live::Meta::default()
+    }
+}
+
+fn rbac_subject(subject: &RbacSubject) -> Subject {
+    let api_group =
+        (subject.kind != "ServiceAccount").then(|| "rbac.authorization.k8s.io".to_string());
+    Subject {
+        kind: subject.kind.clone(),
+        name: subject.name.clone(),
+        namespace: subject.namespace.clone(),
+        api_group,
+    }
+}
