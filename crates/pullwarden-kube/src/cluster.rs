@@ -397,4 +397,24 @@ mod tests {
         let message = kubeconfig_error(&error).to_string();
         assert!(!message.contains(token), "{message}");
     }
+
+    #[tokio::test]
+    async fn a_missing_kubeconfig_file_is_named() {
+        let dir = std::env::temp_dir().join("pullwarden-kube-no-such-dir");
+        let path = dir.join("kubeconfig");
+        let Err(error) = connect(Some(&path), None).await else {
+            panic!("connected without a kubeconfig");
+        };
+        assert!(
+            matches!(error, ClusterError::Kubeconfig { .. }),
+            "{error:?}"
+        );
+        assert_eq!(
+            error.to_string(),
+            format!(
+                "cannot load the cluster configuration: cannot read {}: no such file",
+                path.display()
+            )
+        );
+    }
 }

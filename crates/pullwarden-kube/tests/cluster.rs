@@ -417,3 +417,50 @@ async fn cluster_connect_names_a_missing_context_and_the_ones_there_are() {
         );
     }
 }
+
+#[tokio::test]
+async fn cluster_connect_with_a_rejected_token_is_unauthorized_and_hides_the_token() {
+    let env = TestEnv::shared().await;
+    let file = kube::config::Kubeconfig::read_from(env.kubeconfig()).expect("kubeconfig");
+    let cluster = file
+        .clusters
+        .iter()
+        .find_map(|named| named.cluster.clone())
+        .expect("a cluster");
+    let trust = match (
+        &cluster.certificate_authority_data,
+        &cluster.certificate_authority,
+    ) {
+        (Some(data), _) => format!("certificate-authority-data: {data}"),
+        (None, Some(path)) => format!("certificate-authority: {path}"),
+        (None, None) => "insecure-skip-tls-verify: true".to_owned(),
+    };
+    let token = format!("{CANARY}-bearer");
+    let text = format!(
+        "apiVersion: v1\nkind: Config\n\
+         clusters:\n- name: c\n  cluster:\n    server: {}\n    {trust}\n\
+         users:\n- name: u\n  user:\n    token: {token}\n\
+         contexts:\n- name: x\n  context: {{cluster: c, user: u}}\n\
+         current-context: x\n",
+        env.base_url()
+    );
+    let dir = tempfile::tempdir().expect("tempdir");
+    let path = dir.path().join("kubeconfig");
+    std::fs::write(&path, text).expect("write kubeconfig");
+
+    let error = connect(Some(&path), None)
+        .await
+        .err()
+        .expect("the token is unknown to the server");
+    assert!(
+        matches!(error, ClusterError::Unauthorized { .. }),
+        "{error:?}"
+    );
+    assert_eq!(
+        error.code().map(|c| c.to_string()).as_deref(),
+        Some("pullwarden::cluster::unauthorized")
+    );
+    for shown in [error.to_string(), format!("{error:?}")] {
+        assert!(!shown.contains(CANARY), "{shown}");
+    }
+}

@@ -32,8 +32,8 @@ fn the_openshift_example_snapshot_loads() {
             let secret_name = &sa.meta.annotations[OPENSHIFT_SA_PULL_SECRET_REF];
             assert!(secret_name.starts_with(&format!("{sa_name}-dockercfg-")));
             assert_eq!(secret_name.len(), format!("{sa_name}-dockercfg-").len() + 5);
-            assert_eq!(&sa.image_pull_secrets, &[secret_name.clone()]);
-            assert_eq!(&sa.secrets, &[secret_name.clone()]);
+            assert_eq!(sa.image_pull_secrets, [secret_name.as_str()]);
+            assert_eq!(sa.secrets, [secret_name.as_str()]);
 
             let secret = live
                 .secrets
