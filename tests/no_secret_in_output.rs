@@ -1,0 +1,207 @@
+//! Canary test: plan in every format and verbosity, with `--out`, and
+//! validate, on a workspace holding canary credentials. No output and no file
+//! may hold a canary: raw, base64 at any of the three alignments, base64 of
+//! base64, or in the `auth` form `base64(user:pass)`.
+
+use std::path::Path;
+use std::process::Command;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+const PASSWORD: &str = "Canary-Pw-7f3a9c1e55";
+const ENV_USER: &str = "canary-user-d41d8c";
+const FILE_PASSWORD: &str = "Canary-File-Pw-0b7d2e";
+const OLD_PASSWORD: &str = "Canary-Old-Pw-9a8b7c";
+
+/// Every encoding of `value` that must never appear.
+fn forms(value: &str) -> Vec<String> {
+    let mut out = vec![value.to_string()];
+    for pad in 0..3 {
+        let padded = format!("{}{value}", "\0".repeat(pad));
+        let encoded = STANDARD.encode(padded.as_bytes());
+        // Drop the characters that also encode the padding and the tail.
+        let skip = (pad * 4).div_ceil(3);
+        let core: String = encoded.chars().skip(skip + 1).collect();
+        let core = core.trim_end_matches('=');
+        let core = &core[..core.len().saturating_sub(3)];
+        if core.len() >= 8 {
+            out.push(core.to_string());
+        }
+    }
+    out.push(STANDARD.encode(STANDARD.encode(value)));
+    out
+}
+
+fn forbidden() -> Vec<String> {
+    let mut all = Vec::new();
+    for value in [PASSWORD, ENV_USER, FILE_PASSWORD, OLD_PASSWORD] {
+        all.extend(forms(value));
+    }
+    for (user, pass) in [
+        (ENV_USER, PASSWORD),
+        ("file-user", FILE_PASSWORD),
+        ("old-user", OLD_PASSWORD),
+    ] {
+        let auth = STANDARD.encode(format!("{user}:{pass}"));
+        all.push(auth.clone());
+        all.extend(forms(&auth));
+    }
+    all
+}
+
+fn write_workspace(dir: &Path) {
+    std::fs::create_dir_all(dir.join("ws/creds")).unwrap();
+    std::fs::write(
+        dir.join("ws/workspace.yaml"),
+        format!(
+            r#"apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: canary}}
+spec: {{}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: env}}
+spec:
+  server: quay.io
+  username: {{fromEnv: CANARY_USER}}
+  password: {{fromEnv: CANARY_PASSWORD}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: file}}
+spec:
+  dockerConfigFile: creds/config.json
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: canary-pull}}
+spec:
+  registries: [env, file]
+  namespaces: [team-a, "team-*"]
+  serviceAccounts: [{{name: default}}]
+"#
+        ),
+    )
+    .unwrap();
+    let auth = STANDARD.encode(format!("file-user:{FILE_PASSWORD}"));
+    std::fs::write(
+        dir.join("ws/creds/config.json"),
+        format!(r#"{{"auths": {{"ghcr.io": {{"auth": "{auth}"}}}}}}"#),
+    )
+    .unwrap();
+    // A live Secret, managed by this workspace, holding an older password.
+    let old = format!(
+        r#"{{"auths":{{"quay.io":{{"username":"old-user","password":"{OLD_PASSWORD}","auth":"{}"}}}}}}"#,
+        STANDARD.encode(format!("old-user:{OLD_PASSWORD}"))
+    );
+    std::fs::write(
+        dir.join("live.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: List
+items:
+- {{apiVersion: v1, kind: Namespace, metadata: {{name: team-a, uid: n1, resourceVersion: "1"}}}}
+- {{apiVersion: v1, kind: Namespace, metadata: {{name: team-b, uid: n2, resourceVersion: "1"}}}}
+- apiVersion: v1
+  kind: ServiceAccount
+  metadata: {{name: default, namespace: team-a, uid: s1, resourceVersion: "2"}}
+- apiVersion: v1
+  kind: ServiceAccount
+  metadata: {{name: default, namespace: team-b, uid: s2, resourceVersion: "2"}}
+- apiVersion: v1
+  kind: Secret
+  type: kubernetes.io/dockerconfigjson
+  metadata:
+    name: canary-pull
+    namespace: team-a
+    uid: x1
+    resourceVersion: "3"
+    labels: {{app.kubernetes.io/managed-by: pullwarden, pullwarden.dev/workspace: canary}}
+    annotations:
+      kubectl.kubernetes.io/last-applied-configuration: '{{"data":{{"password":"{OLD_PASSWORD}"}}}}'
+  data:
+    .dockerconfigjson: {}
+"#,
+            STANDARD.encode(old)
+        ),
+    )
+    .unwrap();
+}
+
+fn run(dir: &Path, args: &[&str]) -> (i32, String) {
+    let out = Command::new(env!("CARGO_BIN_EXE_pullwarden"))
+        .args(args)
+        .current_dir(dir)
+        .env("CANARY_USER", ENV_USER)
+        .env("CANARY_PASSWORD", PASSWORD)
+        .env("NO_COLOR", "1")
+        .output()
+        .expect("run pullwarden");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    (out.status.code().unwrap_or(-1), text)
+}
+
+#[test]
+fn no_canary_reaches_any_output_or_saved_plan() {
+    let dir = tempfile::tempdir().unwrap();
+    write_workspace(dir.path());
+    let forbidden = forbidden();
+    let mut outputs = Vec::new();
+    for format in ["text", "markdown", "json"] {
+        for verbosity in [None, Some("-v"), Some("-vv"), Some("-q")] {
+            let mut args = vec!["plan", "ws", "--live", "live.yaml", "--format", format];
+            args.extend(verbosity);
+            let (code, text) = run(dir.path(), &args);
+            assert_eq!(code, 0, "{args:?}: {text}");
+            outputs.push((format!("plan {args:?}"), text));
+        }
+    }
+    let (code, text) = run(
+        dir.path(),
+        &[
+            "plan",
+            "ws",
+            "--live",
+            "live.yaml",
+            "--out",
+            "saved.json",
+            "--detailed-exitcode",
+        ],
+    );
+    assert_eq!(code, 2, "{text}");
+    outputs.push(("plan --out".into(), text));
+    let saved = std::fs::read_to_string(dir.path().join("saved.json")).unwrap();
+    assert!(saved.contains("secret_digests"), "{saved}");
+    outputs.push(("saved plan file".into(), saved));
+    for args in [
+        vec!["validate", "ws", "--resolve"],
+        vec!["validate", "ws", "--format", "json", "--resolve"],
+    ] {
+        let (code, text) = run(dir.path(), &args);
+        assert_eq!(code, 0, "{text}");
+        outputs.push((format!("{args:?}"), text));
+    }
+    // The plan shows the change without its values.
+    let text_plan = &outputs[0].1;
+    assert!(text_plan.contains("(sensitive, changed)"), "{text_plan}");
+    assert!(text_plan.contains("ghcr.io: added"), "{text_plan}");
+    for (what, text) in &outputs {
+        for bad in &forbidden {
+            assert!(
+                !text.contains(bad.as_str()),
+                "{what} holds a canary form `{bad}`"
+            );
+        }
+    }
+    // The check itself can fail: a canary form is found where one is planted.
+    let planted = format!("x{}y", STANDARD.encode(format!("{ENV_USER}:{PASSWORD}")));
+    assert!(forbidden.iter().any(|bad| planted.contains(bad.as_str())));
+    let planted = format!("zz{}", STANDARD.encode(format!("ab{PASSWORD}cd")));
+    assert!(forbidden.iter().any(|bad| planted.contains(bad.as_str())));
+}
