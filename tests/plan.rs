@@ -257,6 +257,18 @@ fn every_plan_fixture_plans_as_expected() {
             }
             Err(e) => failures.push(format!("{name}: expect.txt: {e}")),
         }
+        // A plan with errors never claims the cluster is in sync.
+        if !planned.plan.errors.is_empty()
+            && (planned.text.contains("matches the workspace")
+                || planned.markdown.contains("matches the workspace")
+                || !planned.text.contains("apply would refuse it")
+                || !planned.markdown.contains("apply would refuse it"))
+        {
+            failures.push(format!(
+                "{name}: a plan with errors must say it cannot be applied\n{}\n{}",
+                planned.text, planned.markdown
+            ));
+        }
         // Deterministic: the whole chain again gives byte-identical output.
         match plan_case(dir) {
             Ok(again) => {

@@ -113,12 +113,29 @@ pub fn text(plan: &Plan, style: Style) -> String {
     if !plan.errors.is_empty() || !plan.warnings.is_empty() {
         out.push('\n');
     }
-    if plan.changes.is_empty() {
+    if plan.changes.is_empty() && plan.errors.is_empty() {
         out.push_str("No changes: the cluster matches the workspace.\n");
+    } else if plan.changes.is_empty() {
+        out.push_str("No changes planned.\n");
     } else {
         let _ = writeln!(out, "Plan: {}.", summary_line(&plan.summary()));
     }
+    if let Some(refusal) = refusal(plan) {
+        let _ = writeln!(out, "{refusal}");
+    }
     out
+}
+
+/// With errors, the plan is not the cluster's way to the workspace: say so
+/// next to the summary, not only in the list of errors above it.
+fn refusal(plan: &Plan) -> Option<String> {
+    let n = plan.errors.len();
+    (n > 0).then(|| {
+        format!(
+            "The plan has {n} error{}: apply would refuse it.",
+            if n == 1 { "" } else { "s" }
+        )
+    })
 }
 
 fn finding_text(finding: &Finding) -> String {
@@ -275,8 +292,13 @@ fn link_lines(diff: &LinkDiff) -> Vec<String> {
 pub fn markdown(plan: &Plan) -> String {
     let s = plan.summary();
     let mut out = format!("### pullwarden plan: workspace `{}`\n\n", plan.workspace);
-    if plan.changes.is_empty() {
+    if let Some(refusal) = refusal(plan) {
+        let _ = writeln!(out, "**{refusal}**\n");
+    }
+    if plan.changes.is_empty() && plan.errors.is_empty() {
         out.push_str("**No changes.** The cluster matches the workspace.\n");
+    } else if plan.changes.is_empty() {
+        out.push_str("**No changes planned.**\n");
     } else {
         out.push_str("| create | update | replace | delete | adopt | link | unlink |\n");
         out.push_str("|---:|---:|---:|---:|---:|---:|---:|\n");
