@@ -54,35 +54,33 @@ fn write_workspace(dir: &Path) {
     std::fs::create_dir_all(dir.join("ws/creds")).unwrap();
     std::fs::write(
         dir.join("ws/workspace.yaml"),
-        format!(
-            r#"apiVersion: pullwarden.dev/v1alpha1
+        r#"apiVersion: pullwarden.dev/v1alpha1
 kind: Workspace
-metadata: {{name: canary}}
-spec: {{}}
+metadata: {name: canary}
+spec: {}
 ---
 apiVersion: pullwarden.dev/v1alpha1
 kind: Registry
-metadata: {{name: env}}
+metadata: {name: env}
 spec:
   server: quay.io
-  username: {{fromEnv: CANARY_USER}}
-  password: {{fromEnv: CANARY_PASSWORD}}
+  username: {fromEnv: CANARY_USER}
+  password: {fromEnv: CANARY_PASSWORD}
 ---
 apiVersion: pullwarden.dev/v1alpha1
 kind: Registry
-metadata: {{name: file}}
+metadata: {name: file}
 spec:
   dockerConfigFile: creds/config.json
 ---
 apiVersion: pullwarden.dev/v1alpha1
 kind: PullSecret
-metadata: {{name: canary-pull}}
+metadata: {name: canary-pull}
 spec:
   registries: [env, file]
   namespaces: [team-a, "team-*"]
-  serviceAccounts: [{{name: default}}]
-"#
-        ),
+  serviceAccounts: [{name: default}]
+"#,
     )
     .unwrap();
     let auth = STANDARD.encode(format!("file-user:{FILE_PASSWORD}"));
