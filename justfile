@@ -22,3 +22,7 @@ cluster-up:
 # Stop the control plane started by `just cluster-up`, by PID.
 cluster-down:
     cargo run -q -p pullwarden-testenv --bin pullwarden-testenv -- down --dir .pullwarden-cluster
+
+# The README's quick start: plan the OpenShift example against its committed snapshot (no cluster needed).
+demo:
+    cargo run -q -- plan examples/openshift-image-pull-secrets --live examples/live/openshift-image-pull-secrets.yaml
