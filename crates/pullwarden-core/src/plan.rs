@@ -822,7 +822,8 @@ fn plan_links(
             let if_missing = wanted
                 .values()
                 .filter_map(|p| p.if_missing)
-                .min()
+                // The most permissive wins: one document asking to create it is enough.
+                .max()
                 .unwrap_or(IfMissing::Error);
             let sources: BTreeSet<&str> = wanted.values().map(|p| p.source.as_str()).collect();
             let sources = sources.into_iter().collect::<Vec<_>>().join(", ");
