@@ -13,7 +13,7 @@ use crate::output::Output;
 #[derive(Parser, Debug)]
 #[command(
     name = "pullwarden",
-    version,
+    version = concat!(env!("CARGO_PKG_VERSION"), " (", env!("PULLWARDEN_GIT_REVISION"), ")"),
     about = "Manage who may pull container images across a Kubernetes or OpenShift cluster, as code",
     propagate_version = true
 )]
@@ -52,8 +52,36 @@ pub enum Command {
     Plan(PlanArgs),
     /// Plan, show, confirm and execute; or execute a saved plan (`--plan FILE`).
     Apply(ApplyArgs),
+    /// Report how the cluster differs from the workspace: exit 0 in sync, 2 drift or pending work, 1 error.
+    Drift(DriftArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions {
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
+    /// Print the man page (roff) on stdout.
+    Man,
+}
+
+#[derive(Args, Debug)]
+pub struct DriftArgs {
+    /// A workspace file or directory.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Compare with Kubernetes objects saved as YAML/JSON instead of a cluster.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub live: Option<PathBuf>,
+    /// Output format (on stdout). Under GitHub Actions, text output also carries annotations,
+    /// and a markdown summary is appended to `GITHUB_STEP_SUMMARY`.
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Also write a JUnit XML report: one failed test case per drifted or pending object.
+    #[arg(long, value_name = "FILE")]
+    pub junit: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -145,6 +173,32 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         Command::Validate(args) => validate(args, out),
         Command::Plan(args) => crate::commands::plan(args, out),
         Command::Apply(args) => crate::commands::apply(args, out),
+        Command::Drift(args) => crate::commands::drift(args, out),
+        Command::Completions { shell } => {
+            let mut text = Vec::new();
+            clap_complete::generate(
+                *shell,
+                &mut <Cli as clap::CommandFactory>::command(),
+                "pullwarden",
+                &mut text,
+            );
+            out.data(&String::from_utf8_lossy(&text));
+            ExitCode::SUCCESS
+        }
+        Command::Man => {
+            let mut text = Vec::new();
+            match clap_mangen::Man::new(<Cli as clap::CommandFactory>::command()).render(&mut text)
+            {
+                Ok(()) => {
+                    out.data(&String::from_utf8_lossy(&text));
+                    ExitCode::SUCCESS
+                }
+                Err(e) => {
+                    out.status(&format!("pullwarden: cannot render the man page: {e}"));
+                    ExitCode::from(1)
+                }
+            }
+        }
         Command::Schema => {
             out.data(&pullwarden_spec::format::json_schema());
             ExitCode::SUCCESS

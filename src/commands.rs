@@ -354,3 +354,64 @@ fn read_saved_plan(file: &Path, out: &Output) -> Result<saved::SavedPlan, Failed
     }
     Ok(saved)
 }
+
+/// `pullwarden drift`: 0 in sync, 2 drift or pending work, 1 error.
+pub fn drift(args: &crate::cli::DriftArgs, out: &Output) -> ExitCode {
+    use pullwarden_core::drift;
+
+    let Ok((ws, registries)) = load_resolved(&args.path, out) else {
+        return ExitCode::from(1);
+    };
+    let Ok(rt) = runtime(out) else {
+        return ExitCode::from(1);
+    };
+    let client = if args.live.is_none() {
+        match connect(&rt, &args.cluster, out) {
+            Ok(client) => Some(client),
+            Err(Failed) => return ExitCode::from(1),
+        }
+    } else {
+        None
+    };
+    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), out) else {
+        return ExitCode::from(1);
+    };
+    let planned = make_plan(&ws, &registries, &live, false);
+    let report = drift::classify(&planned.plan, &live);
+    let github = std::env::var_os("GITHUB_ACTIONS").is_some_and(|v| v == "true");
+    match args.format {
+        PlanFormat::Text => {
+            out.data(&drift::text(&report));
+            if github {
+                out.data(&drift::github_annotations(&report));
+            }
+        }
+        PlanFormat::Markdown => out.data(&drift::markdown(&report)),
+        PlanFormat::Json => out.json(&report),
+    }
+    if github && let Some(summary) = std::env::var_os("GITHUB_STEP_SUMMARY") {
+        use std::io::Write as _;
+        let written = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&summary)
+            .and_then(|mut f| f.write_all(drift::markdown(&report).as_bytes()));
+        if let Err(e) = written {
+            out.status(&format!("pullwarden: cannot write the job summary: {e}"));
+        }
+    }
+    if let Some(file) = &args.junit
+        && let Err(e) = write_atomically(file, &drift::junit(&report))
+    {
+        out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
+        return ExitCode::from(1);
+    }
+    if !report.errors.is_empty() {
+        return ExitCode::from(1);
+    }
+    if report.in_sync {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    }
+}

@@ -6,6 +6,7 @@
 //! in as plain data, so every behaviour here is testable with values alone.
 
 pub mod dockerconfig;
+pub mod drift;
 pub mod live;
 pub mod model;
 pub mod names;

@@ -46,6 +46,18 @@ pub struct Meta {
     pub labels: BTreeMap<String, String>,
     pub annotations: BTreeMap<String, String>,
     pub owner_references: Vec<OwnerRef>,
+    /// Field managers that wrote the object (`managedFields`), oldest first.
+    pub managers: Vec<FieldManager>,
+}
+
+/// One entry of `managedFields`: who wrote, how, and when.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FieldManager {
+    pub manager: String,
+    /// `Update` or `Apply`.
+    pub operation: String,
+    /// RFC 3339, when the server recorded it.
+    pub time: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

@@ -8,7 +8,7 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use pullwarden_core::live::{
-    LAST_APPLIED, LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState, MANAGED_BY_LABEL,
+    FieldManager, LAST_APPLIED, LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState, MANAGED_BY_LABEL,
     MANAGED_BY_VALUE, Meta, OPENSHIFT_TOKEN_SECRET_VALUE, OwnerRef, RbacSubject, RoleRef,
 };
 use pullwarden_core::secret::SecretString;
@@ -35,7 +35,19 @@ pub fn live_namespace(namespace: &Namespace) -> Option<String> {
 
 /// The metadata planning uses.
 pub fn live_meta(meta: ObjectMeta) -> Meta {
+    let mut managers: Vec<FieldManager> = meta
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|entry| FieldManager {
+            manager: entry.manager.unwrap_or_default(),
+            operation: entry.operation.unwrap_or_default(),
+            time: entry.time.map(|t| t.0.to_string()),
+        })
+        .collect();
+    managers.sort_by(|a, b| a.time.cmp(&b.time));
     Meta {
+        managers,
         namespace: meta.namespace.unwrap_or_default(),
         name: meta.name.unwrap_or_default(),
         uid: meta.uid.unwrap_or_default(),

@@ -1,0 +1,468 @@
+//! Drift: how the cluster differs from the workspace, told apart from work
+//! that is simply pending. Built from a [`Plan`] and the live state it was
+//! computed against; the plan already ignores what is not pullwarden's
+//! (OpenShift's rotating dockercfg secrets, its default bindings), so those
+//! never show up as drift.
+//!
+//! - **drift**: an object or link this workspace applied was changed or
+//!   removed out of band: a managed Secret or RoleBinding whose content
+//!   differs, a link recorded as pullwarden's that is gone from its
+//!   ServiceAccount, a managed object missing where the same document's
+//!   objects exist elsewhere (it was applied, then deleted);
+//! - **pending**: work the workspace asks for that was never applied: a
+//!   namespace that newly matches a glob, a new or removed declaration,
+//!   adoptions.
+//!
+//! Record-only bookkeeping (a ServiceAccount annotation to tidy) is neither.
+
+use std::collections::BTreeSet;
+
+use serde::Serialize;
+
+use crate::live::{LiveState, Meta, Ownership, SOURCE_ANNOTATION};
+use crate::plan::{Action, Change, Detail, Finding, ObjectKind, Plan, link_records};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DriftClass {
+    Drift,
+    Pending,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DriftItem {
+    pub class: DriftClass,
+    pub namespace: String,
+    pub kind: ObjectKind,
+    pub name: String,
+    /// What differs, in words (never a value).
+    pub what: String,
+    /// Field managers other than pullwarden that wrote the object after it
+    /// (from `managedFields`), newest last.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub changed_by: Vec<String>,
+    /// The plan change that repairs it.
+    pub change: usize,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct DriftReport {
+    pub format_version: u32,
+    pub workspace: String,
+    pub in_sync: bool,
+    pub drift: usize,
+    pub pending: usize,
+    pub items: Vec<DriftItem>,
+    pub errors: Vec<Finding>,
+    pub warnings: Vec<Finding>,
+}
+
+/// Who else wrote an object: the managers after pullwarden's last write.
+fn changed_by(meta: &Meta) -> Vec<String> {
+    let last_ours = meta
+        .managers
+        .iter()
+        .rposition(|m| m.manager == crate::live::MANAGED_BY_VALUE);
+    let after = last_ours.map_or(0, |i| i + 1);
+    let mut names: Vec<String> = meta.managers[after..]
+        .iter()
+        .filter(|m| m.manager != crate::live::MANAGED_BY_VALUE)
+        .map(|m| m.manager.clone())
+        .collect();
+    names.dedup();
+    names
+}
+
+pub fn classify(plan: &Plan, live: &LiveState) -> DriftReport {
+    let ws = plan.workspace.as_str();
+    // Namespaces where this workspace has anything applied.
+    let mut applied_namespaces: BTreeSet<&str> = BTreeSet::new();
+    let mut applied_sources: BTreeSet<&str> = BTreeSet::new();
+    for meta in live
+        .secrets
+        .iter()
+        .map(|s| &s.meta)
+        .chain(live.role_bindings.iter().map(|r| &r.meta))
+        .chain(live.service_accounts.iter().map(|s| &s.meta))
+    {
+        let ours = meta.ownership(ws) == Ownership::Ours;
+        if ours || link_records(meta).contains_key(ws) {
+            applied_namespaces.insert(meta.namespace.as_str());
+        }
+        if ours && let Some(source) = meta.annotations.get(SOURCE_ANNOTATION) {
+            applied_sources.insert(source.as_str());
+        }
+    }
+    let find_meta = |change: &Change| -> Option<&Meta> {
+        match change.kind {
+            ObjectKind::Secret => live
+                .secrets
+                .iter()
+                .find(|s| s.meta.namespace == change.namespace && s.meta.name == change.name)
+                .map(|s| &s.meta),
+            ObjectKind::RoleBinding => live
+                .role_bindings
+                .iter()
+                .find(|r| r.meta.namespace == change.namespace && r.meta.name == change.name)
+                .map(|r| &r.meta),
+            ObjectKind::ServiceAccount => live
+                .service_accounts
+                .iter()
+                .find(|s| s.meta.namespace == change.namespace && s.meta.name == change.name)
+                .map(|s| &s.meta),
+        }
+    };
+    let mut items = Vec::new();
+    for (index, change) in plan.changes.iter().enumerate() {
+        let meta = find_meta(change);
+        let by = meta.map(changed_by).unwrap_or_default();
+        let (class, what) = match (&change.detail, change.action) {
+            (Detail::Links(links), _) => {
+                let recorded = meta
+                    .map(|m| link_records(m).remove(ws).unwrap_or_default())
+                    .unwrap_or_default();
+                let lost_pull: Vec<&String> = links
+                    .pull_added
+                    .iter()
+                    .filter(|s| recorded.pull.contains(*s))
+                    .collect();
+                let lost_mount: Vec<&String> = links
+                    .mount_added
+                    .iter()
+                    .filter(|s| recorded.mount.contains(*s))
+                    .collect();
+                let moves = links.pull_added.len()
+                    + links.pull_removed.len()
+                    + links.mount_added.len()
+                    + links.mount_removed.len();
+                if moves == 0 {
+                    continue; // bookkeeping only
+                }
+                if lost_pull.is_empty() && lost_mount.is_empty() {
+                    (DriftClass::Pending, describe_links(links))
+                } else {
+                    let mut lost: Vec<String> = lost_pull
+                        .iter()
+                        .map(|s| format!("imagePullSecrets entry {s}"))
+                        .collect();
+                    lost.extend(lost_mount.iter().map(|s| format!("secrets entry {s}")));
+                    (
+                        DriftClass::Drift,
+                        format!("{} removed out of band", lost.join(", ")),
+                    )
+                }
+            }
+            (Detail::ServiceAccount, _) => (
+                DriftClass::Pending,
+                "ServiceAccount to create (ifMissing: create)".to_string(),
+            ),
+            (_, Action::Delete) => (
+                DriftClass::Pending,
+                "no longer declared: to prune".to_string(),
+            ),
+            (_, Action::Adopt) => (DriftClass::Pending, "to adopt".to_string()),
+            (_, Action::Create) => {
+                let applied_here = applied_namespaces.contains(change.namespace.as_str());
+                let source_applied = change
+                    .source
+                    .as_deref()
+                    .is_some_and(|s| applied_sources.contains(s));
+                if !applied_here {
+                    (
+                        DriftClass::Pending,
+                        "namespace newly in scope: nothing applied here yet".to_string(),
+                    )
+                } else if source_applied {
+                    (
+                        DriftClass::Drift,
+                        "missing: applied elsewhere from the same document, deleted here out of band"
+                            .to_string(),
+                    )
+                } else {
+                    (DriftClass::Pending, "newly declared".to_string())
+                }
+            }
+            (Detail::Secret(diff), _) => {
+                let mut parts = Vec::new();
+                if let Some(previous) = &diff.previous_type {
+                    parts.push(format!("type is {previous}"));
+                }
+                if diff.unreadable_live_data {
+                    parts.push("data is not a readable docker config".to_string());
+                }
+                for entry in &diff.entries {
+                    let mut fields = Vec::new();
+                    if entry.username_changed {
+                        fields.push("username");
+                    }
+                    if entry.password_changed {
+                        fields.push("password");
+                    }
+                    if entry.email_changed {
+                        fields.push("email");
+                    }
+                    match entry.status {
+                        crate::plan::EntryStatus::Added => {
+                            parts.push(format!("{} entry missing", entry.server));
+                        }
+                        crate::plan::EntryStatus::Removed => {
+                            parts.push(format!("unexpected {} entry", entry.server));
+                        }
+                        crate::plan::EntryStatus::Changed => {
+                            parts.push(format!("{} {} differ", entry.server, fields.join("/")));
+                        }
+                        crate::plan::EntryStatus::Unchanged => {}
+                    }
+                }
+                (
+                    DriftClass::Drift,
+                    format!("data differs: {}", parts.join("; ")),
+                )
+            }
+            (Detail::RoleBinding(diff), _) => {
+                let mut parts = Vec::new();
+                if !diff.subjects_added.is_empty() {
+                    parts.push(format!(
+                        "missing {}",
+                        diff.subjects_added
+                            .iter()
+                            .map(crate::live::RbacSubject::display)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if !diff.subjects_removed.is_empty() {
+                    parts.push(format!(
+                        "unexpected {}",
+                        diff.subjects_removed
+                            .iter()
+                            .map(crate::live::RbacSubject::display)
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    ));
+                }
+                if diff.replaces.is_some() {
+                    (
+                        DriftClass::Pending,
+                        "role changed in the workspace".to_string(),
+                    )
+                } else {
+                    (
+                        DriftClass::Drift,
+                        format!("subjects differ: {}", parts.join("; ")),
+                    )
+                }
+            }
+            (Detail::Pruned, _) => (DriftClass::Pending, "to prune".to_string()),
+        };
+        items.push(DriftItem {
+            class,
+            namespace: change.namespace.clone(),
+            kind: change.kind,
+            name: change.name.clone(),
+            what,
+            changed_by: if class == DriftClass::Drift {
+                by
+            } else {
+                Vec::new()
+            },
+            change: index,
+        });
+    }
+    let drift = items
+        .iter()
+        .filter(|i| i.class == DriftClass::Drift)
+        .count();
+    let pending = items.len() - drift;
+    DriftReport {
+        format_version: 1,
+        workspace: plan.workspace.clone(),
+        in_sync: items.is_empty() && plan.errors.is_empty(),
+        drift,
+        pending,
+        items,
+        errors: plan.errors.clone(),
+        warnings: plan.warnings.clone(),
+    }
+}
+
+fn describe_links(links: &crate::plan::LinkDiff) -> String {
+    let mut parts = Vec::new();
+    for s in &links.pull_added {
+        parts.push(format!("link {s} (imagePullSecrets)"));
+    }
+    for s in &links.mount_added {
+        parts.push(format!("link {s} (secrets)"));
+    }
+    for s in &links.pull_removed {
+        parts.push(format!("unlink {s} (imagePullSecrets)"));
+    }
+    for s in &links.mount_removed {
+        parts.push(format!("unlink {s} (secrets)"));
+    }
+    parts.join(", ")
+}
+
+/// Text for people: one line per item, grouped by class.
+pub fn text(report: &DriftReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for class in [DriftClass::Drift, DriftClass::Pending] {
+        let items: Vec<&DriftItem> = report.items.iter().filter(|i| i.class == class).collect();
+        if items.is_empty() {
+            continue;
+        }
+        let _ = writeln!(
+            out,
+            "{}:",
+            if class == DriftClass::Drift {
+                "Drift (the cluster moved away from the workspace)"
+            } else {
+                "Pending work (the workspace asks for more than was applied)"
+            }
+        );
+        for item in items {
+            let _ = write!(
+                out,
+                "  {} {:?} {}/{}: {}",
+                if class == DriftClass::Drift { "!" } else { "+" },
+                item.kind,
+                item.namespace,
+                item.name,
+                item.what
+            );
+            if !item.changed_by.is_empty() {
+                let _ = write!(out, " (changed by {})", item.changed_by.join(", "));
+            }
+            out.push('\n');
+        }
+        out.push('\n');
+    }
+    for f in &report.errors {
+        let _ = writeln!(out, "error: {}", f.message);
+    }
+    if report.in_sync {
+        out.push_str("In sync: the cluster matches the workspace.\n");
+    } else {
+        let _ = writeln!(
+            out,
+            "{} drifted, {} pending{}. `pullwarden apply` repairs both.",
+            report.drift,
+            report.pending,
+            if report.errors.is_empty() {
+                String::new()
+            } else {
+                format!(", {} error(s)", report.errors.len())
+            }
+        );
+    }
+    out
+}
+
+/// Markdown for a job summary or an issue.
+pub fn markdown(report: &DriftReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = format!("### pullwarden drift: workspace `{}`\n\n", report.workspace);
+    if report.in_sync {
+        out.push_str("**In sync.** The cluster matches the workspace.\n");
+        return out;
+    }
+    let _ = writeln!(
+        out,
+        "**{} drifted, {} pending, {} errors.**\n\n| class | object | what | changed by |\n|---|---|---|---|",
+        report.drift,
+        report.pending,
+        report.errors.len()
+    );
+    for item in &report.items {
+        let _ = writeln!(
+            out,
+            "| {:?} | {:?} `{}/{}` | {} | {} |",
+            item.class,
+            item.kind,
+            item.namespace,
+            item.name,
+            item.what.replace('|', "\\|"),
+            item.changed_by.join(", ")
+        );
+    }
+    for f in &report.errors {
+        let _ = writeln!(out, "\n:x: {}", f.message.replace('|', "\\|"));
+    }
+    out
+}
+
+/// JUnit XML: one failed test case per drifted or pending object, so any CI shows them.
+pub fn junit(report: &DriftReport) -> String {
+    use std::fmt::Write as _;
+    let failures = report.items.len() + report.errors.len();
+    let tests = failures.max(1);
+    let mut out = format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pullwarden drift\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite name=\"workspace {}\" tests=\"{tests}\" failures=\"{failures}\">\n",
+        xml(&report.workspace)
+    );
+    for item in &report.items {
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{:?} {}\"><failure type=\"{:?}\" message=\"{}\"/></testcase>",
+            xml(&item.namespace),
+            item.kind,
+            xml(&item.name),
+            item.class,
+            xml(&item.what)
+        );
+    }
+    for f in &report.errors {
+        let _ = writeln!(
+            out,
+            "    <testcase classname=\"{}\" name=\"{}\"><failure type=\"error\" message=\"{}\"/></testcase>",
+            xml(f.namespace.as_deref().unwrap_or("cluster")),
+            xml(&f.code),
+            xml(&f.message)
+        );
+    }
+    if failures == 0 {
+        out.push_str("    <testcase classname=\"cluster\" name=\"in sync\"/>\n");
+    }
+    out.push_str("  </testsuite>\n</testsuites>\n");
+    out
+}
+
+fn xml(text: &str) -> String {
+    text.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+}
+
+/// GitHub Actions workflow commands: one annotation per item.
+pub fn github_annotations(report: &DriftReport) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::new();
+    for item in &report.items {
+        let level = if item.class == DriftClass::Drift {
+            "error"
+        } else {
+            "warning"
+        };
+        let _ = writeln!(
+            out,
+            "::{level} title=pullwarden {:?}::{:?} {}/{}: {}",
+            item.class,
+            item.kind,
+            item.namespace,
+            item.name,
+            gh_escape(&item.what)
+        );
+    }
+    for f in &report.errors {
+        let _ = writeln!(out, "::error title=pullwarden::{}", gh_escape(&f.message));
+    }
+    out
+}
+
+fn gh_escape(text: &str) -> String {
+    text.replace('%', "%25")
+        .replace('\r', "%0D")
+        .replace('\n', "%0A")
+}
