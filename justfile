@@ -26,3 +26,7 @@ cluster-down:
 # The README's quick start: plan the OpenShift example against its committed snapshot (no cluster needed).
 demo:
     cargo run -q -- plan examples/openshift-image-pull-secrets --live examples/live/openshift-image-pull-secrets.yaml
+
+# Fuzz the workspace loader (needs nightly and cargo-fuzz); SECONDS defaults to 600.
+fuzz SECONDS="600":
+    cd fuzz && cargo +nightly fuzz run load -- -max_total_time={{SECONDS}} -jobs=1 -workers=1
