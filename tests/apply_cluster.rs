@@ -221,6 +221,62 @@ spec:
     )
 }
 
+fn pull_grant(name: &str, role: &str, namespace: &str, subject: &str) -> String {
+    format!(
+        "---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullGrant
+metadata: {{name: {name}}}
+spec:
+  role: {role}
+  namespaces: [{namespace}]
+  to:
+    - {subject}
+"
+    )
+}
+
+/// Makes sure `ns/name` exists and lists `pull` in its `imagePullSecrets`
+/// (created here on the local control plane, which has no controller
+/// manager; on a real cluster its controller may create it first).
+async fn ensure_service_account(env: &TestEnv, ns: &str, name: &str, pull: &[&str]) {
+    let api: Api<ServiceAccount> = Api::namespaced(env.admin(), ns);
+    for _ in 0..10 {
+        let result = match api.get_opt(name).await.expect("get sa") {
+            None => {
+                let mut account = ServiceAccount::default();
+                account.metadata.name = Some(name.to_owned());
+                add_pulls(&mut account, pull);
+                api.create(&PostParams::default(), &account).await
+            }
+            Some(mut account) => {
+                if pull.iter().all(|p| pulls(&account).iter().any(|n| n == p)) {
+                    return;
+                }
+                add_pulls(&mut account, pull);
+                api.replace(name, &PostParams::default(), &account).await
+            }
+        };
+        match result {
+            Ok(_) => return,
+            Err(kube::Error::Api(status)) if status.code == 409 => {}
+            Err(e) => panic!("ServiceAccount {ns}/{name}: {e}"),
+        }
+    }
+    panic!("ServiceAccount {ns}/{name}: still conflicting");
+}
+
+fn add_pulls(account: &mut ServiceAccount, pull: &[&str]) {
+    let list = account.image_pull_secrets.get_or_insert_with(Vec::new);
+    for name in pull {
+        if !list.iter().any(|r| r.name == *name) {
+            list.push(LocalObjectReference {
+                name: (*name).to_owned(),
+            });
+        }
+    }
+}
+
 /// `(kind, name) -> resourceVersion` of every Secret, ServiceAccount and RoleBinding in `ns`.
 async fn resource_versions(env: &TestEnv, ns: &str) -> BTreeMap<(String, String), String> {
     let lp = ListParams::default();
@@ -615,16 +671,8 @@ async fn cluster_replaces_unlinks_and_conflicts() {
     let workspace = unique_name("pw-replace-ws");
     env.create_project(&ns).await.expect("project");
     env.create_project(&puller_ns).await.expect("project");
-    // Service accounts exist only where the OpenShift simulation makes them.
-    let sas: Api<ServiceAccount> = Api::namespaced(env.admin(), &ns);
     for sa in ["default", "builder"] {
-        if sas.get_opt(sa).await.expect("get").is_none() {
-            let mut account = ServiceAccount::default();
-            account.metadata.name = Some(sa.to_owned());
-            sas.create(&PostParams::default(), &account)
-                .await
-                .expect("create sa");
-        }
+        ensure_service_account(env, &ns, sa, &[]).await;
     }
     let foreign = match env.openshift_sa_controller() {
         Ok(controller) => Some(
@@ -661,17 +709,11 @@ async fn cluster_replaces_unlinks_and_conflicts() {
                 "[{name: default, for: [pull]}]",
             );
         }
-        text += &format!(
-            "---
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullGrant
-metadata: {{name: sub-pulls}}
-spec:
-  role: {role}
-  namespaces: [{ns}]
-  to:
-    - serviceAccount: {puller_ns}/default
-"
+        text += &pull_grant(
+            "sub-pulls",
+            role,
+            &ns,
+            &format!("serviceAccount: {puller_ns}/default"),
         );
         text
     };
@@ -859,15 +901,7 @@ async fn cluster_sigkill_mid_apply_then_rerun_converges() {
             .create(&PostParams::default(), &namespace)
             .await
             .expect("namespace");
-        let mut sa = ServiceAccount::default();
-        sa.metadata.name = Some("default".into());
-        sa.image_pull_secrets = Some(vec![LocalObjectReference {
-            name: "foreign-pull".into(),
-        }]);
-        Api::<ServiceAccount>::namespaced(client.clone(), ns)
-            .create(&PostParams::default(), &sa)
-            .await
-            .expect("sa");
+        ensure_service_account(env, ns, "default", &["foreign-pull"]).await;
     }
     let dir = workspace_dir();
     let ws_path = path_str(dir.path()).to_owned();
@@ -977,14 +1011,7 @@ async fn cluster_stale_saved_plan_is_refused_and_writes_nothing() {
     let ns = unique_name("pw-stale");
     let workspace = unique_name("pw-stale-ws");
     env.create_project(&ns).await.expect("project");
-    let sas: Api<ServiceAccount> = Api::namespaced(env.admin(), &ns);
-    if sas.get_opt("default").await.expect("get").is_none() {
-        let mut account = ServiceAccount::default();
-        account.metadata.name = Some("default".to_owned());
-        sas.create(&PostParams::default(), &account)
-            .await
-            .expect("create sa");
-    }
+    ensure_service_account(env, &ns, "default", &[]).await;
     let dir = workspace_dir();
     let ws_path = path_str(dir.path()).to_owned();
     write_workspace(
@@ -996,17 +1023,7 @@ async fn cluster_stale_saved_plan_is_refused_and_writes_nothing() {
                 &format!("[{ns}]"),
                 "[{name: default, for: [pull]}]",
             )
-            + &format!(
-                "---
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullGrant
-metadata: {{name: self-pulls}}
-spec:
-  namespaces: [{ns}]
-  to:
-    - user: alice
-"
-            )),
+            + &pull_grant("alice-pulls", "system:image-puller", &ns, "user: alice")),
     );
     let saved = dir.path().join("plan.json");
     let plan = pullwarden_admin(env, &["plan", &ws_path, "--out", path_str(&saved)]).await;
@@ -1044,4 +1061,20 @@ spec:
         "no object changed, none was created"
     );
     assert!(secret_opt(env, &ns, "stale-pull").await.is_none());
+
+    // The refusal is about staleness: a fresh saved plan of the same workspace applies.
+    let replan = pullwarden_admin(env, &["plan", &ws_path, "--out", path_str(&saved)]).await;
+    assert_eq!(replan.code, Some(0), "{replan}");
+    let fresh = pullwarden_admin(env, &["apply", &ws_path, "--plan", path_str(&saved)]).await;
+    assert_eq!(fresh.code, Some(0), "{fresh}");
+    assert!(secret_opt(env, &ns, "stale-pull").await.is_some());
+    let sa = service_account(env, &ns, "default").await;
+    assert!(pulls(&sa).contains(&"stale-pull".to_owned()));
+    assert_eq!(
+        sa.annotations()
+            .get("example.com/touched")
+            .map(String::as_str),
+        Some("yes"),
+        "the other writer's change is kept"
+    );
 }
