@@ -57,18 +57,27 @@ pub struct DriftReport {
     pub warnings: Vec<Finding>,
 }
 
-/// Who else wrote an object: the managers after pullwarden's last write.
+/// Who else wrote an object: managers other than pullwarden whose last write
+/// is not older than pullwarden's (`managedFields` times have one-second
+/// resolution, so a write in the same second counts).
 fn changed_by(meta: &Meta) -> Vec<String> {
-    let last_ours = meta
+    let ours = meta
         .managers
         .iter()
-        .rposition(|m| m.manager == crate::live::MANAGED_BY_VALUE);
-    let after = last_ours.map_or(0, |i| i + 1);
-    let mut names: Vec<String> = meta.managers[after..]
+        .filter(|m| m.manager == crate::live::MANAGED_BY_VALUE)
+        .filter_map(|m| m.time.as_deref())
+        .max();
+    let mut names: Vec<String> = meta
+        .managers
         .iter()
         .filter(|m| m.manager != crate::live::MANAGED_BY_VALUE)
+        .filter(|m| match (ours, m.time.as_deref()) {
+            (Some(ours), Some(time)) => time >= ours,
+            _ => true,
+        })
         .map(|m| m.manager.clone())
         .collect();
+    names.sort();
     names.dedup();
     names
 }
@@ -179,7 +188,10 @@ pub fn classify(plan: &Plan, live: &LiveState) -> DriftReport {
                             .to_string(),
                     )
                 } else {
-                    (DriftClass::Pending, "newly declared".to_string())
+                    (
+                        DriftClass::Pending,
+                        "missing: newly declared, or deleted out of band".to_string(),
+                    )
                 }
             }
             (Detail::Secret(diff), _) => {

@@ -8,8 +8,9 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
 use pullwarden_core::live::{
-    FieldManager, LAST_APPLIED, LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState, MANAGED_BY_LABEL,
-    MANAGED_BY_VALUE, Meta, OPENSHIFT_TOKEN_SECRET_VALUE, OwnerRef, RbacSubject, RoleRef,
+    FieldManager, LAST_APPLIED, LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState,
+    MANAGED_BY_LABEL, MANAGED_BY_VALUE, Meta, OPENSHIFT_TOKEN_SECRET_VALUE, OwnerRef, RbacSubject,
+    RoleRef,
 };
 use pullwarden_core::secret::SecretString;
 

@@ -16,8 +16,8 @@
 //! can hold credentials are dropped on the way in. No error message of this
 //! crate contains a token, a Secret's data or a kubeconfig's content.
 
-mod cluster;
 pub mod apply;
+mod cluster;
 pub mod convert;
 mod files;
 

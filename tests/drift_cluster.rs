@@ -1,0 +1,259 @@
+//! `pullwarden drift` against the real control plane: three out-of-band edits
+//! with kubectl (a link removed, a pull secret's data changed, a RoleBinding
+//! deleted) are each reported, in every format, with exit 2 and no secret
+//! bytes; one apply repairs all three; drift then exits 0.
+
+use std::path::Path;
+use std::process::Stdio;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, unique_name};
+
+const PASSWORD: &str = "Drift-Canary-Pw-4e1f0a";
+const INTRUDER_PASSWORD: &str = "Drift-Intruder-Pw-77c2d9";
+
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+}
+
+async fn run(program: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+    let mut command = tokio::process::Command::new(program);
+    command
+        .args(args)
+        .env("NO_COLOR", "1")
+        .env_remove("GITHUB_ACTIONS")
+        .stdin(Stdio::null())
+        .kill_on_drop(true);
+    for (k, v) in extra_env {
+        command.env(k, v);
+    }
+    let output = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
+        .await
+        .expect("child finished in time")
+        .expect("child ran");
+    Run {
+        code: output.status.code(),
+        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
+    }
+}
+
+async fn pullwarden(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
+    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
+    let mut all = args.to_vec();
+    all.extend(["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT]);
+    run(Path::new(env!("CARGO_BIN_EXE_pullwarden")), &all, extra_env).await
+}
+
+async fn kubectl(env: &TestEnv, args: &[&str]) -> Run {
+    let kubectl = env.kubectl().expect("kubectl");
+    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
+    let mut all = vec!["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT];
+    all.extend(args);
+    let result = run(&kubectl, &all, &[]).await;
+    assert_eq!(result.code, Some(0), "kubectl {args:?}: {}", result.stderr);
+    result
+}
+
+fn forbidden() -> Vec<String> {
+    let mut out = Vec::new();
+    for value in [PASSWORD, INTRUDER_PASSWORD] {
+        out.push(value.to_string());
+        out.push(STANDARD.encode(value));
+        out.push(STANDARD.encode(format!("robot:{value}")));
+    }
+    out
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_drift_reports_out_of_band_edits_and_apply_repairs_them() {
+    let env = TestEnv::shared().await;
+    env.install_openshift_roles().await.expect("roles");
+    let ns = unique_name("pw-drift");
+    kubectl(env, &["create", "namespace", &ns]).await;
+    kubectl(env, &["-n", &ns, "create", "serviceaccount", "default"]).await;
+    kubectl(env, &["-n", &ns, "create", "serviceaccount", "builder"]).await;
+
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: drift-test}}
+spec:
+  namespaces: {{include: [\"{ns}\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: quay}}
+spec:
+  server: quay.io
+  username: robot
+  password: {{fromFile: password}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: quay-pull}}
+spec:
+  registries: [quay]
+  namespaces: [\"{ns}\"]
+  serviceAccounts: [{{name: default}}]
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullGrant
+metadata: {{name: builder-pulls}}
+spec:
+  namespaces: [\"{ns}\"]
+  to: [{{serviceAccount: {ns}/builder}}]
+"
+        ),
+    )
+    .unwrap();
+    let ws = dir.path().to_str().unwrap();
+
+    let applied = pullwarden(env, &["apply", ws, "--auto-approve"], &[]).await;
+    assert_eq!(
+        applied.code,
+        Some(0),
+        "{}{}",
+        applied.stdout,
+        applied.stderr
+    );
+    let in_sync = pullwarden(env, &["drift", ws], &[]).await;
+    assert_eq!(
+        in_sync.code,
+        Some(0),
+        "{}{}",
+        in_sync.stdout,
+        in_sync.stderr
+    );
+    assert!(in_sync.stdout.contains("In sync"), "{}", in_sync.stdout);
+
+    // 1. a link removed from the ServiceAccount
+    kubectl(
+        env,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "serviceaccount",
+            "default",
+            "--type=json",
+            "-p",
+            r#"[{"op":"replace","path":"/imagePullSecrets","value":[]}]"#,
+        ],
+    )
+    .await;
+    // 2. the pull secret's data changed
+    let intruder = STANDARD.encode(format!(
+        r#"{{"auths":{{"quay.io":{{"username":"robot","password":"{INTRUDER_PASSWORD}","auth":"{}"}}}}}}"#,
+        STANDARD.encode(format!("robot:{INTRUDER_PASSWORD}"))
+    ));
+    kubectl(
+        env,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "secret",
+            "quay-pull",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"data":{{".dockerconfigjson":"{intruder}"}}}}"#),
+        ],
+    )
+    .await;
+    // 3. the RoleBinding deleted
+    let bindings = kubectl(env, &["-n", &ns, "get", "rolebindings", "-o", "name"]).await;
+    let binding = bindings
+        .stdout
+        .lines()
+        .find(|l| l.contains("pullwarden:drift-test:builder-pulls"))
+        .expect("the managed binding exists")
+        .to_string();
+    kubectl(env, &["-n", &ns, "delete", &binding]).await;
+
+    let junit = dir.path().join("drift.xml");
+    let summary = dir.path().join("summary.md");
+    let junit_arg = junit.to_str().unwrap();
+    let mut outputs = Vec::new();
+    let mut json_stdout = String::new();
+    for format in ["text", "markdown", "json"] {
+        let result = pullwarden(
+            env,
+            &["drift", ws, "--format", format, "--junit", junit_arg],
+            &[
+                ("GITHUB_ACTIONS", "true"),
+                ("GITHUB_STEP_SUMMARY", summary.to_str().unwrap()),
+            ],
+        )
+        .await;
+        assert_eq!(
+            result.code,
+            Some(2),
+            "{format}: {}{}",
+            result.stdout,
+            result.stderr
+        );
+        if format == "json" {
+            json_stdout.clone_from(&result.stdout);
+        }
+        outputs.push((format, format!("{}{}", result.stdout, result.stderr)));
+    }
+    let text = &outputs[0].1;
+    assert!(
+        text.contains(&format!(
+            "ServiceAccount {ns}/default: imagePullSecrets entry quay-pull removed out of band"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "Secret {ns}/quay-pull: data differs: quay.io password differ"
+        )),
+        "{text}"
+    );
+    assert!(text.contains("changed by kubectl-patch"), "{text}");
+    assert!(
+        text.contains(&format!(
+            "RoleBinding {ns}/pullwarden:drift-test:builder-pulls"
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("::error title=pullwarden"),
+        "GitHub annotations: {text}"
+    );
+    let json: serde_json::Value = serde_json::from_str(&json_stdout).expect("JSON report");
+    assert_eq!(json["items"].as_array().unwrap().len(), 3, "{json}");
+    let junit_text = std::fs::read_to_string(&junit).unwrap();
+    assert_eq!(junit_text.matches("<failure").count(), 3, "{junit_text}");
+    let summary_text = std::fs::read_to_string(&summary).unwrap();
+    assert!(summary_text.contains("pullwarden drift"), "{summary_text}");
+    outputs.push(("junit", junit_text));
+    outputs.push(("summary", summary_text));
+    for (what, output) in &outputs {
+        for bad in forbidden() {
+            assert!(!output.contains(&bad), "{what} output holds a secret form");
+        }
+    }
+
+    let repaired = pullwarden(env, &["apply", ws, "--auto-approve"], &[]).await;
+    assert_eq!(
+        repaired.code,
+        Some(0),
+        "{}{}",
+        repaired.stdout,
+        repaired.stderr
+    );
+    let after = pullwarden(env, &["drift", ws], &[]).await;
+    assert_eq!(after.code, Some(0), "{}{}", after.stdout, after.stderr);
+    for bad in forbidden() {
+        assert!(!repaired.stdout.contains(&bad) && !repaired.stderr.contains(&bad));
+    }
+}
