@@ -54,6 +54,9 @@ pub enum Command {
     Apply(ApplyArgs),
     /// Report how the cluster differs from the workspace: exit 0 in sync, 2 drift or pending work, 1 error.
     Drift(DriftArgs),
+    /// Export what pullwarden reads from the cluster (secret values as salted digests)
+    /// into a file that `plan --live` and `drift --live` accept.
+    Snapshot(SnapshotArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -63,6 +66,15 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+}
+
+#[derive(Args, Debug)]
+pub struct SnapshotArgs {
+    /// Write to FILE instead of stdout.
+    #[arg(long, value_name = "FILE")]
+    pub out: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -174,6 +186,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         Command::Plan(args) => crate::commands::plan(args, out),
         Command::Apply(args) => crate::commands::apply(args, out),
         Command::Drift(args) => crate::commands::drift(args, out),
+        Command::Snapshot(args) => crate::commands::snapshot(args, out),
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(

@@ -415,3 +415,41 @@ pub fn drift(args: &crate::cli::DriftArgs, out: &Output) -> ExitCode {
         ExitCode::from(2)
     }
 }
+
+/// `pullwarden snapshot`: the live state, credentials digested, as JSON.
+pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
+    let Ok(rt) = runtime(out) else {
+        return ExitCode::from(1);
+    };
+    let Ok(client) = connect(&rt, &args.cluster, out) else {
+        return ExitCode::from(1);
+    };
+    let Ok(live) = read_live(&rt, None, Some(&client), out) else {
+        return ExitCode::from(1);
+    };
+    let salt = random_bytes::<16>();
+    let text = pullwarden_kube::snapshot::snapshot_json(
+        &live,
+        &salt,
+        pullwarden_core::secret::SLOW_DIGEST_ITERATIONS,
+        DigestKey::from_bytes(random_bytes::<32>()),
+    );
+    match &args.out {
+        None => out.data(&text),
+        Some(file) => {
+            if let Err(e) = write_atomically(file, &text) {
+                out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
+                return ExitCode::from(1);
+            }
+            out.status(&format!(
+                "Wrote {} namespaces, {} secrets, {} service accounts, {} role bindings to {}.",
+                live.namespaces.len(),
+                live.secrets.len(),
+                live.service_accounts.len(),
+                live.role_bindings.len(),
+                file.display()
+            ));
+        }
+    }
+    ExitCode::SUCCESS
+}

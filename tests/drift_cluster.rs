@@ -257,3 +257,173 @@ spec:
         assert!(!repaired.stdout.contains(&bad) && !repaired.stderr.contains(&bad));
     }
 }
+
+/// The parts of a JSON plan that must agree between a cluster and its snapshot.
+fn plan_shape(json: &str) -> (serde_json::Value, Vec<(String, String, String)>) {
+    let plan: serde_json::Value = serde_json::from_str(json).expect("JSON plan");
+    let changes = plan["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["namespace"].as_str().unwrap().to_string(),
+                c["name"].as_str().unwrap().to_string(),
+                c["action"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    (plan["summary"].clone(), changes)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_snapshot_plans_like_the_cluster_and_holds_no_credential() {
+    let env = TestEnv::shared().await;
+    env.install_openshift_roles().await.expect("roles");
+    let ns = unique_name("pw-snap");
+    kubectl(env, &["create", "namespace", &ns]).await;
+    kubectl(env, &["-n", &ns, "create", "serviceaccount", "default"]).await;
+    // An unrelated Secret with a credential in its data and in a client-side-apply annotation.
+    kubectl(
+        env,
+        &[
+            "-n",
+            &ns,
+            "create",
+            "secret",
+            "generic",
+            "app-token",
+            &format!("--from-literal=token={INTRUDER_PASSWORD}"),
+        ],
+    )
+    .await;
+    kubectl(
+        env,
+        &["-n", &ns, "annotate", "secret", "app-token",
+          &format!("kubectl.kubernetes.io/last-applied-configuration={{\"data\":{{\"token\":\"{INTRUDER_PASSWORD}\"}}}}")],
+    )
+    .await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: snap-test}}
+spec:
+  namespaces: {{include: [\"{ns}\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: quay}}
+spec:
+  server: quay.io
+  username: robot
+  password: {{fromFile: password}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: quay-pull}}
+spec:
+  registries: [quay]
+  namespaces: [\"{ns}\"]
+  serviceAccounts: [{{name: default}}]
+"
+        ),
+    )
+    .unwrap();
+    let ws = dir.path().to_str().unwrap();
+    let applied = pullwarden(env, &["apply", ws, "--auto-approve"], &[]).await;
+    assert_eq!(
+        applied.code,
+        Some(0),
+        "{}{}",
+        applied.stdout,
+        applied.stderr
+    );
+
+    let snap = dir.path().join("snapshot.json");
+    let snap_arg = snap.to_str().unwrap();
+    let taken = pullwarden(env, &["snapshot", "--out", snap_arg], &[]).await;
+    assert_eq!(taken.code, Some(0), "{}", taken.stderr);
+    // Same credentials: the digests match, so the snapshot shows no change.
+    let offline = pullwarden(
+        env,
+        &["plan", ws, "--live", snap_arg, "--detailed-exitcode"],
+        &[],
+    )
+    .await;
+    assert_eq!(
+        offline.code,
+        Some(0),
+        "{}{}",
+        offline.stdout,
+        offline.stderr
+    );
+
+    // The cluster moves: another password in the pull secret.
+    let intruder = STANDARD.encode(format!(
+        r#"{{"auths":{{"quay.io":{{"username":"robot","password":"{INTRUDER_PASSWORD}"}}}}}}"#
+    ));
+    kubectl(
+        env,
+        &[
+            "-n",
+            &ns,
+            "patch",
+            "secret",
+            "quay-pull",
+            "--type=merge",
+            "-p",
+            &format!(r#"{{"data":{{".dockerconfigjson":"{intruder}"}}}}"#),
+        ],
+    )
+    .await;
+    let taken = pullwarden(env, &["snapshot", "--out", snap_arg], &[]).await;
+    assert_eq!(taken.code, Some(0), "{}", taken.stderr);
+    let online = pullwarden(env, &["plan", ws, "--format", "json"], &[]).await;
+    let offline = pullwarden(
+        env,
+        &["plan", ws, "--format", "json", "--live", snap_arg],
+        &[],
+    )
+    .await;
+    assert_eq!(online.code, Some(0), "{}", online.stderr);
+    assert_eq!(offline.code, Some(0), "{}", offline.stderr);
+    let (online_summary, online_changes) = plan_shape(&online.stdout);
+    let (offline_summary, offline_changes) = plan_shape(&offline.stdout);
+    assert_eq!(online_summary, offline_summary);
+    assert_eq!(online_changes, offline_changes);
+    assert_eq!(
+        online_changes,
+        [(ns.clone(), "quay-pull".to_string(), "update".to_string())]
+    );
+    assert!(
+        offline.stdout.contains("\"password_changed\": true"),
+        "{}",
+        offline.stdout
+    );
+    assert!(
+        offline.stdout.contains("\"username_changed\": false"),
+        "{}",
+        offline.stdout
+    );
+
+    let text = std::fs::read_to_string(&snap).unwrap();
+    assert!(
+        text.contains("pullwarden.dev/snapshot-digest"),
+        "digests are marked"
+    );
+    assert!(
+        text.contains("\"name\": \"app-token\""),
+        "unrelated secrets are listed"
+    );
+    for bad in forbidden() {
+        assert!(!text.contains(&bad), "the snapshot holds a credential form");
+    }
+    assert!(
+        !text.contains("last-applied-configuration"),
+        "credential-bearing annotation kept"
+    );
+}

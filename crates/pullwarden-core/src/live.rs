@@ -19,6 +19,12 @@ pub const SOURCE_ANNOTATION: &str = "pullwarden.dev/source";
 /// `{"<workspace>": {"pull": ["a"], "mount": ["b"]}}`.
 pub const LINKS_ANNOTATION: &str = "pullwarden.dev/links";
 
+/// On a Secret in a snapshot (`pullwarden snapshot`): its docker-config values
+/// were replaced by salted slow digests. Value: `pbkdf2-sha256;<iterations>;<salt hex>`.
+pub const SNAPSHOT_DIGEST_ANNOTATION: &str = "pullwarden.dev/snapshot-digest";
+/// The prefix of a digested value in a snapshot (no ':' so docker-config parsing accepts it).
+pub const DIGEST_VALUE_PREFIX: &str = "pwdigest-";
+
 /// OpenShift's markers of its own pull secrets.
 pub const OPENSHIFT_SA_PULL_SECRET_REF: &str = "openshift.io/internal-registry-pull-secret-ref";
 pub const OPENSHIFT_SECRET_AUTH_TOKEN_SA: &str =

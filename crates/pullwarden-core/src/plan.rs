@@ -592,6 +592,7 @@ fn plan_secrets(
     errors: &mut Vec<Finding>,
     blocked: &mut BTreeSet<(String, String)>,
 ) {
+    let cache = DigestCache::default();
     let live_by_key: BTreeMap<(&str, &str), &LiveSecret> = live
         .secrets
         .iter()
@@ -647,7 +648,7 @@ fn plan_secrets(
             }
             Ownership::Unmanaged => true,
         };
-        let diff = secret_diff(want, Some(have), key);
+        let diff = secret_diff_cached(want, Some(have), key, &cache);
         let content_same = diff.previous_type.is_none()
             && !diff.unreadable_live_data
             && diff
@@ -692,7 +693,62 @@ fn plan_secrets(
     }
 }
 
+/// Slow digests computed while planning against a snapshot, by (value, salt):
+/// the same credential in thousands of namespaces is digested once.
+type DigestCache = std::cell::RefCell<BTreeMap<(crate::secret::Digest, Vec<u8>, u32), String>>;
+
+/// The salt and rounds of a snapshot Secret whose values are digests.
+fn snapshot_digest_params(have: &LiveSecret) -> Option<(Vec<u8>, u32)> {
+    let value = have
+        .meta
+        .annotations
+        .get(crate::live::SNAPSHOT_DIGEST_ANNOTATION)?;
+    let mut parts = value.split(';');
+    if parts.next()? != "pbkdf2-sha256" {
+        return None;
+    }
+    let iterations: u32 = parts.next()?.parse().ok()?;
+    let hex = parts.next()?;
+    let salt = (0..hex.len() / 2)
+        .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect::<Option<Vec<u8>>>()?;
+    Some((salt, iterations))
+}
+
+/// Whether a live value (plain, or a snapshot digest) equals a desired one.
+fn same_value(
+    live: &SecretString,
+    want: &SecretString,
+    key: &DigestKey,
+    params: Option<&(Vec<u8>, u32)>,
+    cache: &DigestCache,
+) -> bool {
+    match params {
+        None => live.digest(key) == want.digest(key),
+        Some((salt, iterations)) => {
+            let Some(stored) = live.expose().strip_prefix(crate::live::DIGEST_VALUE_PREFIX) else {
+                return false;
+            };
+            let mut cache = cache.borrow_mut();
+            let computed = cache
+                .entry((want.digest(key), salt.clone(), *iterations))
+                .or_insert_with(|| crate::secret::slow_digest(want, salt, *iterations));
+            computed == stored
+        }
+    }
+}
+
 fn secret_diff(want: &DesiredSecret, have: Option<&LiveSecret>, key: &DigestKey) -> SecretDiff {
+    secret_diff_cached(want, have, key, &DigestCache::default())
+}
+
+fn secret_diff_cached(
+    want: &DesiredSecret,
+    have: Option<&LiveSecret>,
+    key: &DigestKey,
+    cache: &DigestCache,
+) -> SecretDiff {
+    let params = have.and_then(snapshot_digest_params);
     let secret_type = want.format.secret_type().to_string();
     let mut diff = SecretDiff {
         secret_type: secret_type.clone(),
@@ -748,8 +804,10 @@ fn secret_diff(want: &DesiredSecret, have: Option<&LiveSecret>, key: &DigestKey)
                 email_changed: entry.email.is_some(),
             },
             Some(old) => {
-                let username_changed = old.username.digest(key) != entry.username.digest(key);
-                let password_changed = old.password.digest(key) != entry.password.digest(key);
+                let username_changed =
+                    !same_value(&old.username, &entry.username, key, params.as_ref(), cache);
+                let password_changed =
+                    !same_value(&old.password, &entry.password, key, params.as_ref(), cache);
                 let email_changed = old.email != entry.email;
                 EntryDiff {
                     server: entry.server.clone(),

@@ -20,6 +20,7 @@ pub mod apply;
 mod cluster;
 pub mod convert;
 mod files;
+pub mod snapshot;
 
 pub use cluster::{
     ClusterError, PAGE_SIZE, READ_RBAC_HELP, connect, read_live, read_live_with_page_size,
