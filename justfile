@@ -30,3 +30,7 @@ demo:
 # Fuzz the workspace loader (needs nightly and cargo-fuzz); SECONDS defaults to 600.
 fuzz SECONDS="600":
     cd fuzz && cargo +nightly fuzz run load -- -max_total_time={{SECONDS}} -jobs=1 -workers=1
+
+# Check the CI examples (examples/ci/): actionlint (built once into the cache), GitLab YAML and flags, and their plan/drift steps run against the OpenShift example's snapshot.
+lint-ci:
+    scripts/lint-ci-examples.sh

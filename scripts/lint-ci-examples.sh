@@ -1,0 +1,298 @@
+#!/usr/bin/env bash
+# Checks the CI examples in examples/ci/ (`just lint-ci`):
+#
+# 1. actionlint (built from the Go module proxy into a cache, only when missing;
+#    it also runs shellcheck on every `run:` when shellcheck is on PATH) on the
+#    GitHub Actions workflow;
+# 2. the GitLab pipeline parses as YAML and has the jobs and keywords it promises;
+# 3. every `pullwarden ...` command in both files uses a subcommand and flags
+#    that the built binary has (read from its `--help`);
+# 4. the workflow's validate/plan/drift steps and the GitLab plan/drift job
+#    scripts run here, unchanged, against examples/openshift-image-pull-secrets,
+#    with a `pullwarden` shim on PATH that adds
+#    `--live examples/live/openshift-image-pull-secrets.yaml` to plan and drift
+#    (no cluster needed). Expected: validate 0, plan step passes with plan exit 2
+#    and a markdown plan, drift step fails with 2 and writes drift.xml; on a
+#    broken workspace the validate and plan steps fail.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+repo="$PWD"
+
+ACTIONLINT_VERSION="${PULLWARDEN_ACTIONLINT_VERSION:-v1.7.12}"
+PYYAML_VERSION="6.0.3"
+CACHE_ROOT="${PULLWARDEN_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/pullwarden}"
+TOOLS="$CACHE_ROOT/tools"
+
+log() { echo "lint-ci: $*" >&2; }
+
+# --- actionlint, from the Go module proxy, cached by version
+actionlint="$TOOLS/actionlint-$ACTIONLINT_VERSION/actionlint"
+if [[ ! -x "$actionlint" ]]; then
+  log "building actionlint $ACTIONLINT_VERSION from the Go module proxy (about a minute)"
+  mkdir -p "$(dirname "$actionlint")"
+  GOTOOLCHAIN=local GOWORK=off CGO_ENABLED=0 GOFLAGS=-mod=mod \
+    GOBIN="$(dirname "$actionlint")" go install "github.com/rhysd/actionlint/cmd/actionlint@$ACTIONLINT_VERSION"
+fi
+if command -v shellcheck >/dev/null 2>&1; then
+  log "actionlint $ACTIONLINT_VERSION (+ $(shellcheck --version | sed -n 's/^version: /shellcheck /p'))"
+else
+  log "actionlint $ACTIONLINT_VERSION (shellcheck not on PATH: run: scripts are not shellchecked)"
+fi
+"$actionlint" -no-color examples/ci/github/pullwarden.yml
+log "actionlint: examples/ci/github/pullwarden.yml ok"
+
+# --- PyYAML: the system's, else a venv in the cache
+python=python3
+if ! python3 -c 'import yaml' 2>/dev/null; then
+  venv="$TOOLS/pyyaml-$PYYAML_VERSION"
+  if [[ ! -x "$venv/bin/python" ]] || ! "$venv/bin/python" -c 'import yaml' 2>/dev/null; then
+    log "installing PyYAML $PYYAML_VERSION into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install -q "pyyaml==$PYYAML_VERSION"
+  fi
+  python="$venv/bin/python"
+fi
+
+# --- the binary the commands are checked against and run with
+if [[ -z "${PULLWARDEN_BIN:-}" ]]; then
+  cargo build -q --bin pullwarden
+  PULLWARDEN_BIN="${CARGO_TARGET_DIR:-$repo/target}/debug/pullwarden"
+fi
+[[ -x "$PULLWARDEN_BIN" ]] || { log "no pullwarden binary at $PULLWARDEN_BIN"; exit 1; }
+
+work="$(mktemp -d "${TMPDIR:-/tmp}/pullwarden-lint-ci.XXXXXX")"
+trap 'rm -rf "$work"' EXIT
+
+export PULLWARDEN_BIN REPO="$repo" WORK="$work"
+"$python" - <<'PY'
+import os, re, shlex, shutil, subprocess, sys
+import yaml
+
+repo, work, binary = os.environ["REPO"], os.environ["WORK"], os.environ["PULLWARDEN_BIN"]
+github_path = os.path.join(repo, "examples/ci/github/pullwarden.yml")
+gitlab_path = os.path.join(repo, "examples/ci/gitlab/.gitlab-ci.yml")
+example = os.path.join(repo, "examples/openshift-image-pull-secrets")
+live = os.path.join(repo, "examples/live/openshift-image-pull-secrets.yaml")
+failures = []
+
+def fail(msg):
+    failures.append(msg)
+    print(f"lint-ci: FAIL {msg}", file=sys.stderr)
+
+def ok(msg):
+    print(f"lint-ci: ok   {msg}", file=sys.stderr)
+
+# ---- flags the binary has, from `pullwarden <sub> --help`
+def help_text(*args):
+    return subprocess.run([binary, *args, "--help"], capture_output=True, text=True, check=True).stdout
+
+top = help_text()
+subcommands = set(re.findall(r"^  ([a-z][a-z-]*)\s", top.split("Commands:")[1].split("Options:")[0], re.M))
+flags, values = {}, {}
+for sub in subcommands - {"help"}:
+    text = help_text(sub)
+    flags[sub] = set(re.findall(r"(--[a-z][a-z0-9-]*)", text)) | {"-q", "-v", "-h", "-V"}
+    # one block per option (an option line and its wrapped description)
+    for block in re.split(r"\n(?=\s{2,}-)", text):
+        block = " ".join(block.split())
+        m = re.match(r"(?:-\w, )?(--[a-z][a-z0-9-]*) <[A-Z_]+>.*\[possible values: ([^\]]+)\]", block)
+        if m:
+            values[(sub, m.group(1))] = {c.strip() for c in m.group(2).split(",")}
+if values.get(("plan", "--format")) != {"text", "markdown", "json"}:
+    raise SystemExit(f"lint-ci: cannot read the possible values of `plan --format` from --help: {values}")
+
+def check_commands(where, script):
+    """Every `pullwarden SUB ...` in a shell script uses flags SUB has."""
+    joined = script.replace("\\\n", " ")
+    found = 0
+    for line in joined.splitlines():
+        for m in re.finditer(r"(?:^|[;&|(]\s*|\s)pullwarden\s+([^;&|#]*)", line):
+            try:
+                words = shlex.split(m.group(1))
+            except ValueError as e:
+                fail(f"{where}: cannot split `{line.strip()}`: {e}")
+                continue
+            words = [w for w in words if not re.match(r"^\d?[<>]", w)]
+            if not words:
+                continue
+            sub = words[0]
+            if sub.startswith("-"):   # pullwarden --version
+                if sub not in ("--version", "-V", "--help", "-h"):
+                    fail(f"{where}: unknown global flag {sub}")
+                continue
+            found += 1
+            if sub not in flags:
+                fail(f"{where}: unknown subcommand `pullwarden {sub}`")
+                continue
+            for i, w in enumerate(words[1:], 1):
+                if w.startswith("-"):
+                    name = w.split("=", 1)[0]
+                    if name not in flags[sub]:
+                        fail(f"{where}: `pullwarden {sub}` has no flag {name}")
+                    choice = w.split("=", 1)[1] if "=" in w else (words[i + 1] if i + 1 < len(words) else None)
+                    allowed = values.get((sub, name))
+                    if allowed and choice not in allowed:
+                        fail(f"{where}: `pullwarden {sub} {name} {choice}`: not one of {sorted(allowed)}")
+    return found
+
+# ---- GitHub Actions workflow
+gh = yaml.safe_load(open(github_path))
+gh_on = gh.get("on", gh.get(True))  # PyYAML reads a bare `on` as True
+if not {"pull_request", "push", "schedule"} <= set(gh_on):
+    fail(f"workflow triggers {sorted(gh_on)}: want pull_request, push, schedule")
+jobs = gh["jobs"]
+if jobs.get("plan", {}).get("permissions", {}).get("pull-requests") != "write":
+    fail("workflow: plan job lacks `pull-requests: write`")
+if not jobs.get("apply", {}).get("concurrency", {}).get("group"):
+    fail("workflow: apply job has no concurrency group")
+n = 0
+for name, job in jobs.items():
+    for i, step in enumerate(job.get("steps", [])):
+        if "run" in step:
+            n += check_commands(f"github {name}/{step.get('name', i)}", step["run"])
+ok(f"github workflow: jobs {sorted(jobs)}, {n} pullwarden commands use existing flags")
+
+# ---- GitLab pipeline
+gl = yaml.safe_load(open(gitlab_path))
+reserved = {"variables", "stages", "default", "include", "workflow", "image", "services", "cache", "before_script", "after_script"}
+gl_jobs = {k: v for k, v in gl.items() if k not in reserved and not k.startswith(".")}
+def resolved(job):
+    out = {}
+    parents = job.get("extends", [])
+    for p in [parents] if isinstance(parents, str) else parents:
+        out.update(resolved(gl[p]))
+    out.update(job)
+    return out
+n = 0
+for name, job in gl_jobs.items():
+    job = resolved(job)
+    if job.get("stage") not in gl.get("stages", []):
+        fail(f"gitlab {name}: stage {job.get('stage')!r} not in stages")
+    if not job.get("script"):
+        fail(f"gitlab {name}: no script")
+    for key in ("before_script", "script"):
+        lines = job.get(key, [])
+        for line in [lines] if isinstance(lines, str) else lines:
+            n += check_commands(f"gitlab {name}/{key}", line)
+for want, check in [
+    ("plan on merge requests", lambda j: "merge_request_event" in str(j.get("rules"))),
+    ("apply with resource_group", lambda j: j.get("resource_group")),
+    ("drift with artifacts:reports:junit", lambda j: j.get("artifacts", {}).get("reports", {}).get("junit")),
+]:
+    job = want.split()[0]
+    if job not in gl_jobs or not check(resolved(gl_jobs[job])):
+        fail(f"gitlab: want {want}")
+ok(f"gitlab pipeline: jobs {sorted(gl_jobs)}, {n} pullwarden commands use existing flags")
+
+# ---- run the steps, unchanged, with a shim that adds --live
+shim_dir = os.path.join(work, "bin")
+os.makedirs(shim_dir)
+with open(os.path.join(shim_dir, "pullwarden"), "w") as f:
+    f.write(f"""#!/usr/bin/env bash
+case "$1" in
+  plan|drift) exec {shlex.quote(binary)} "$@" --live {shlex.quote(live)} ;;
+  *) exec {shlex.quote(binary)} "$@" ;;
+esac
+""")
+os.chmod(os.path.join(shim_dir, "pullwarden"), 0o755)
+broken = os.path.join(work, "broken")
+shutil.copytree(example, broken)
+with open(os.path.join(broken, "broken.yaml"), "w") as f:
+    f.write("apiVersion: pullwarden.dev/v1alpha1\nkind: PullSecret\nmetadata: {name: oops}\nspec:\n  registries: [no-such-registry]\n  namespaces: [project-a]\n")
+
+def run_script(what, script, workspace, extra_env=None):
+    cwd = os.path.join(work, re.sub(r"\W+", "-", what))
+    os.makedirs(cwd)
+    env = {k: v for k, v in os.environ.items() if k not in ("KUBECONFIG",)}
+    env.update({
+        "PATH": shim_dir + os.pathsep + env["PATH"],
+        "WORKSPACE": workspace,
+        "NO_COLOR": "1",
+        "KUBECONFIG": "/nonexistent/kubeconfig",  # nothing may reach a cluster
+    })
+    env.update(extra_env or {})
+    p = subprocess.run(["bash", "--noprofile", "--norc", "-eo", "pipefail", "-c", script],
+                       cwd=cwd, env=env, capture_output=True, text=True, timeout=300)
+    return p, cwd
+
+def gh_step(job, step_id=None, name=None):
+    for step in jobs[job]["steps"]:
+        if (step_id and step.get("id") == step_id) or (name and step.get("name") == name):
+            return step["run"]
+    raise SystemExit(f"lint-ci: workflow job {job} has no step {step_id or name}")
+
+def gh_env(cwd_hint):
+    d = os.path.join(work, "gh-" + cwd_hint)
+    os.makedirs(d)
+    out, summary = os.path.join(d, "output"), os.path.join(d, "summary.md")
+    open(out, "w").close(); open(summary, "w").close()
+    return {"GITHUB_ACTIONS": "true", "GITHUB_OUTPUT": out, "GITHUB_STEP_SUMMARY": summary}, out, summary
+
+def expect(what, p, code):
+    if p.returncode != code:
+        fail(f"{what}: exited {p.returncode}, want {code}\n{p.stdout}\n{p.stderr}")
+        return False
+    ok(f"{what}: exited {code}")
+    return True
+
+# GitHub: validate and plan steps on the example, then on a broken copy.
+for label, ws, want_validate, want_plan, want_code in [
+    ("example", example, 0, 0, "2"),
+    ("broken", broken, 1, 1, "1"),
+]:
+    env, out, summary = gh_env(label)
+    p, _ = run_script(f"github validate {label}", gh_step("plan", "validate"), ws, env)
+    expect(f"github plan/Validate step on the {label} workspace", p, want_validate)
+    p, cwd = run_script(f"github plan {label}", gh_step("plan", "plan"), ws, env)
+    expect(f"github plan/Plan step on the {label} workspace", p, want_plan)
+    outputs = open(out).read()
+    if f"exitcode={want_code}\n" not in outputs:
+        fail(f"github plan/Plan step on the {label} workspace: GITHUB_OUTPUT {outputs!r}, want exitcode={want_code}")
+    else:
+        ok(f"github plan/Plan step on the {label} workspace: GITHUB_OUTPUT exitcode={want_code}")
+    if label == "example":
+        plan_md = open(os.path.join(cwd, "plan.md")).read()
+        if "quay-pull" not in plan_md or "|" not in plan_md:
+            fail(f"github plan.md is not the markdown plan:\n{plan_md}")
+        elif plan_md not in open(summary).read():
+            fail("github plan.md was not appended to the job summary")
+        else:
+            ok(f"github plan.md: markdown plan ({len(plan_md)} bytes), also in the job summary")
+
+env, out, summary = gh_env("drift")
+p, cwd = run_script("github drift", gh_step("drift", name="Drift"), example, env)
+expect("github drift/Drift step (pending work against the snapshot)", p, 2)
+junit = os.path.join(cwd, "drift.xml")
+if not os.path.exists(junit) or "<failure" not in open(junit).read():
+    fail("github drift step wrote no drift.xml with failures")
+elif "::error" not in p.stdout + p.stderr and "::warning" not in p.stdout + p.stderr:
+    fail(f"github drift step: no annotations under GITHUB_ACTIONS=true\n{p.stdout}")
+else:
+    ok("github drift/Drift step: drift.xml with failures, ::error/::warning annotations, job summary "
+       + ("written" if open(summary).read() else "EMPTY"))
+
+# GitLab: the plan and drift jobs' script lines as one shell, as the runner does.
+def gl_script(name):
+    lines = resolved(gl_jobs[name])["script"]
+    return "\n".join([lines] if isinstance(lines, str) else lines)
+for label, ws, want in [("example", example, 0), ("broken", broken, 1)]:
+    p, cwd = run_script(f"gitlab plan {label}", gl_script("plan"), ws, {"PULLWARDEN_NOTE_TOKEN": ""})
+    if expect(f"gitlab plan job on the {label} workspace", p, want) and label == "example":
+        if "pullwarden plan exited 2" not in p.stdout:
+            fail(f"gitlab plan job: want `pullwarden plan exited 2`\n{p.stdout}")
+        elif "quay-pull" not in open(os.path.join(cwd, "plan.md")).read():
+            fail("gitlab plan.md is not the plan")
+        else:
+            ok("gitlab plan job: plan exited 2, plan.md is the markdown plan (the artifact)")
+p, _ = run_script("gitlab validate", gl_script("validate"), example)
+expect("gitlab validate job on the example", p, 0)
+p, cwd = run_script("gitlab drift", gl_script("drift"), example)
+expect("gitlab drift job (pending work against the snapshot)", p, 2)
+if not os.path.exists(os.path.join(cwd, "drift.xml")):
+    fail("gitlab drift job wrote no drift.xml")
+
+if failures:
+    print(f"lint-ci: {len(failures)} problem(s)", file=sys.stderr)
+    sys.exit(1)
+print("lint-ci: the CI examples are consistent with pullwarden and their steps behave as documented", file=sys.stderr)
+PY
