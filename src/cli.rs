@@ -57,6 +57,9 @@ pub enum Command {
     /// Export what pullwarden reads from the cluster (secret values as salted digests)
     /// into a file that `plan --live` and `drift --live` accept.
     Snapshot(SnapshotArgs),
+    /// Write a starting workspace from the live cluster's pull secrets, links and image-role
+    /// bindings (credentials become `fromEnv` placeholders, never values).
+    Import(ImportArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -66,6 +69,24 @@ pub enum Command {
     },
     /// Print the man page (roff) on stdout.
     Man,
+}
+
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The new workspace's name (its ownership id: a DNS label).
+    #[arg(long)]
+    pub name: String,
+    /// The folder to write; it must not exist yet or be empty.
+    #[arg(long, value_name = "DIR")]
+    pub out: PathBuf,
+    /// Only these namespaces (names or globs; repeatable). Default: all.
+    #[arg(long = "namespace", value_name = "GLOB")]
+    pub namespaces: Vec<String>,
+    /// Read a saved `kubectl get -o yaml` or `pullwarden snapshot` instead of the cluster.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub live: Option<PathBuf>,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
 }
 
 #[derive(Args, Debug)]
@@ -187,6 +208,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         Command::Apply(args) => crate::commands::apply(args, out),
         Command::Drift(args) => crate::commands::drift(args, out),
         Command::Snapshot(args) => crate::commands::snapshot(args, out),
+        Command::Import(args) => crate::commands::import(args, out),
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(

@@ -7,6 +7,7 @@
 
 pub mod dockerconfig;
 pub mod drift;
+pub mod import;
 pub mod live;
 pub mod model;
 pub mod names;
