@@ -56,7 +56,9 @@ assert_no_leftovers "the test run"
 # a test process killed with SIGKILL takes its control plane with it
 killed="$root/killed"
 mkdir -p "$killed"
+# cargo does not always list the test binary last: pick the `cluster` test target's artifact.
 test_bin="$(cargo test -p pullwarden-testenv --test cluster --no-run --message-format=json 2>/dev/null \
+  | grep '"kind":\["test"\]' | grep '"name":"cluster"' \
   | sed -n 's/.*"executable":"\([^"]*\)".*/\1/p' | tail -1)"
 [[ -x "$test_bin" ]] || { log "cannot find the cluster test binary"; exit 1; }
 PULLWARDEN_TESTENV_ROOT="$killed" "$test_bin" --test-threads=1 --skip lifetime >/dev/null 2>&1 &

@@ -125,7 +125,11 @@ fn examples_carry_the_schema_modeline() {
     for entry in walk("examples") {
         if entry.extension().is_some_and(|e| e == "yaml") {
             let text = std::fs::read_to_string(&entry).unwrap();
-            if text.contains("apiVersion: pullwarden.dev/") {
+            // Workspace files: a top-level pullwarden document (not one embedded in a ConfigMap).
+            if text
+                .lines()
+                .any(|l| l.starts_with("apiVersion: pullwarden.dev/"))
+            {
                 let first = text.lines().next().unwrap_or("");
                 assert!(
                     first.starts_with("# yaml-language-server: $schema=")

@@ -1171,6 +1171,38 @@ fn plan_role_bindings(
             }
         }
     }
+    // The old-role binding left by an interrupted replace (the new one exists,
+    // the old one was not deleted yet): finish the replace, prune or not.
+    for rb in &live.role_bindings {
+        let key = (rb.meta.namespace.clone(), rb.meta.name.clone());
+        if rb.meta.ownership(&ws.name) != Ownership::Ours || kept.contains(&key) {
+            continue;
+        }
+        let Some(grant) = rb
+            .meta
+            .annotations
+            .get(crate::live::SOURCE_ANNOTATION)
+            .and_then(|s| s.strip_prefix("PullGrant/"))
+        else {
+            continue;
+        };
+        let replaced = desired
+            .role_bindings
+            .iter()
+            .any(|((ns, name), want)| *ns == key.0 && *name != key.1 && want.grant == grant);
+        if replaced {
+            kept.insert(key.clone());
+            changes.push(Change {
+                namespace: key.0,
+                kind: ObjectKind::RoleBinding,
+                name: key.1,
+                action: Action::Delete,
+                source: Some(format!("PullGrant/{grant}")),
+                assumed: Some(Assumed::of(&rb.meta)),
+                detail: Detail::Pruned,
+            });
+        }
+    }
     if !ws.prune {
         return;
     }

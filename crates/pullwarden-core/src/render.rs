@@ -152,6 +152,9 @@ fn detail_lines(change: &Change) -> Vec<String> {
         Detail::ServiceAccount => {
             vec!["created by ifMissing: create (labelled; prune never deletes it)".into()]
         }
+        Detail::Pruned if change.kind == ObjectKind::RoleBinding && change.source.is_some() => {
+            vec!["finishes an interrupted replace: the binding of the grant's previous role".into()]
+        }
         Detail::Pruned => vec!["pruned: managed by this workspace, no longer declared".into()],
     }
 }
