@@ -34,3 +34,7 @@ fuzz SECONDS="600":
 # Check the CI examples (examples/ci/): actionlint (built once into the cache), GitLab YAML and flags, and their plan/drift steps run against the OpenShift example's snapshot.
 lint-ci:
     scripts/lint-ci-examples.sh
+
+# Benchmark against kubectl on a real control plane (PULLWARDEN_BENCH_SIZES="200 2000", see BENCHMARKS.md).
+bench:
+    scripts/bench.sh
