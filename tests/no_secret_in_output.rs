@@ -203,3 +203,41 @@ fn no_canary_reaches_any_output_or_saved_plan() {
     let planted = format!("zz{}", STANDARD.encode(format!("ab{PASSWORD}cd")));
     assert!(forbidden.iter().any(|bad| planted.contains(bad.as_str())));
 }
+
+/// Credentials written in shapes the format rejects (a typo'd key, a second
+/// `password`, a list, an extra key in a value source, a broken quote) are
+/// masked in every snippet too.
+#[test]
+fn malformed_literal_credentials_are_masked_in_diagnostics() {
+    let forms = [
+        "passwd: LEAK-CANARY-1",
+        "password: {fromEnv: X}\n  password: LEAK-CANARY-2",
+        "password: [LEAK-CANARY-3]",
+        "password: {fromEnv: V, value: LEAK-CANARY-4}",
+        "password: \"LEAK-CANARY-5",
+        "password: {fromEnv: [LEAK-CANARY-6]}",
+        "password: LEAK-CANARY-7",
+    ];
+    let dir = tempfile::tempdir().unwrap();
+    for (i, form) in forms.iter().enumerate() {
+        let file = dir.path().join(format!("ws{i}.yaml"));
+        std::fs::write(
+            &file,
+            format!(
+                "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: w}}\nspec: {{}}\n---\napiVersion: pullwarden.dev/v1alpha1\nkind: Registry\nmetadata: {{name: r}}\nspec:\n  server: quay.io\n  username: u\n  {form}\n"
+            ),
+        )
+        .unwrap();
+        for format in ["text", "json"] {
+            let (code, text) = run(
+                dir.path(),
+                &["validate", file.to_str().unwrap(), "--format", format],
+            );
+            assert_eq!(code, 1, "{form}: {text}");
+            assert!(
+                !text.contains("LEAK-CANARY"),
+                "{form} leaked in {format}:\n{text}"
+            );
+        }
+    }
+}

@@ -202,17 +202,27 @@ impl From<kube::Error> for Failure {
     }
 }
 
+/// A failed request in words. Only the status code and reason of an API
+/// error are shown (a webhook's message can echo the object it refused, and
+/// for a Secret that is its data); other failures are classified, never
+/// printed (a credential plugin's output can hold a token).
 fn describe(error: &kube::Error) -> String {
     match error {
         kube::Error::Api(status) => {
             let reason = if status.reason.is_empty() {
-                format!("HTTP {}", status.code)
+                "no reason given".to_string()
             } else {
                 status.reason.clone()
             };
-            format!("{reason}: {}", status.message)
+            format!("the API server refused it: HTTP {} {reason}", status.code)
         }
-        other => format!("request failed: {other}"),
+        other if crate::cluster::is_auth_failure(other) => {
+            "the credentials were rejected or could not be refreshed".to_string()
+        }
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            "the API server could not be reached or did not answer".to_string()
+        }
+        _ => "the request failed before reaching the API server".to_string(),
     }
 }
 

@@ -265,11 +265,31 @@ fn request_error(
         kube::Error::Auth(_) => ClusterError::Unauthorized {
             server: server.map(str::to_owned),
         },
+        // The same, surfacing through the client's service stack (a token
+        // refresh by an exec plugin failing mid-run).
+        other if is_auth_failure(other) => ClusterError::Unauthorized {
+            server: server.map(str::to_owned),
+        },
         other => ClusterError::Unreachable {
             server: server.map(str::to_owned),
             reason: innermost_reason(other),
         },
     }
+}
+
+/// Whether an error's chain holds a credential-plugin failure, whose text may
+/// quote a token and must never be shown.
+pub fn is_auth_failure(error: &(dyn std::error::Error + 'static)) -> bool {
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if e.downcast_ref::<kube::client::AuthError>().is_some()
+            || matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Auth(_)))
+        {
+            return true;
+        }
+        current = e.source();
+    }
+    false
 }
 
 /// The innermost cause of a transport error ("Connection refused (os error

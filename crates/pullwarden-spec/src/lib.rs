@@ -51,6 +51,9 @@ pub fn load_str(path: &Path, text: &str, env: &dyn credentials::Environment) -> 
         }],
         Err(error) => {
             let offset = floor_boundary(text, error.offset.unwrap_or(0));
+            if let Some(value) = load::value_on_line(text, offset) {
+                sources.redact(&pullwarden_core::model::Origin { file, span: value });
+            }
             problems.push(
                 Problem::error(
                     "pullwarden::spec::yaml_syntax",

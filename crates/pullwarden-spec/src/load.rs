@@ -28,7 +28,11 @@ pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
     let walker = WalkDir::new(path)
         .sort_by_file_name()
         .into_iter()
-        .filter_entry(|entry| entry.depth() == 0 || !is_hidden(entry.file_name()));
+        // Hidden directories are skipped (the contract); files are read even
+        // when they are symlinks (a ConfigMap mounted as a folder is made of them).
+        .filter_entry(|entry| {
+            entry.depth() == 0 || !(is_hidden(entry.file_name()) && is_dir(entry))
+        });
     for entry in walker {
         let entry = entry.map_err(|e| {
             Problem::error(
@@ -36,7 +40,9 @@ pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
                 format!("cannot read the workspace directory: {e}"),
             )
         })?;
-        if entry.file_type().is_file() && is_yaml(entry.path()) {
+        let is_file = entry.file_type().is_file()
+            || (entry.file_type().is_symlink() && entry.path().is_file());
+        if is_file && is_yaml(entry.path()) {
             files.push(entry.into_path());
         }
     }
@@ -49,6 +55,10 @@ pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
         .help("point pullwarden at a workspace file or a directory that holds one"));
     }
     Ok(files)
+}
+
+fn is_dir(entry: &walkdir::DirEntry) -> bool {
+    entry.file_type().is_dir() || (entry.file_type().is_symlink() && entry.path().is_dir())
 }
 
 fn is_hidden(name: &std::ffi::OsStr) -> bool {
@@ -119,6 +129,10 @@ pub fn read_files(
                 while !text.is_char_boundary(offset) {
                     offset -= 1;
                 }
+                // The line may hold a half-written credential: show its key, not its value.
+                if let Some(value) = value_on_line(&text, offset) {
+                    sources.redact(&pullwarden_core::model::Origin { file, span: value });
+                }
                 problems.push(
                     Problem::error(
                         "pullwarden::spec::yaml_syntax",
@@ -148,4 +162,14 @@ fn display_path(root: &Path, base: Option<&Path>, path: &Path) -> String {
         Some(rel) => root.join(rel).display().to_string(),
         None => path.display().to_string(),
     }
+}
+
+/// The byte range of what follows `key:` on the line holding `offset`.
+pub(crate) fn value_on_line(text: &str, offset: usize) -> Option<std::ops::Range<usize>> {
+    let start = text[..offset.min(text.len())]
+        .rfind('\n')
+        .map_or(0, |i| i + 1);
+    let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
+    let colon = text[start..end].find(": ").map(|i| start + i + 2)?;
+    (colon < end).then_some(colon..end)
 }

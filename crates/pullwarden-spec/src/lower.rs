@@ -200,6 +200,9 @@ struct Cx {
     file: FileId0,
     problems: Vec<Problem>,
     literal_secrets: Vec<Origin>,
+    /// While lowering a Registry's spec: a value that is reported as unknown,
+    /// duplicate or of the wrong type may be a credential, so it is masked.
+    redact_values: bool,
 }
 
 /// `FileId` with a `Default`, for the context only.
@@ -262,6 +265,12 @@ impl Cx {
     }
 
     fn wrong_type(&mut self, node: &Node, what: &str, expected: &str) {
+        if self.redact_values {
+            self.literal_secrets.push(Origin {
+                file: self.file.0,
+                span: extent(node),
+            });
+        }
         let problem = Problem::error(
             "pullwarden::spec::wrong_type",
             format!("`{what}` must be {expected}, not {}", node.value.describe()),
@@ -294,6 +303,16 @@ impl Cx {
                 self.push(problem);
                 continue;
             };
+            if self.redact_values {
+                let known_once = allowed.contains(&name.as_str())
+                    && !out.iter().any(|(k, _, _)| *k == name.as_str());
+                if !known_once {
+                    self.literal_secrets.push(Origin {
+                        file: self.file.0,
+                        span: extent(value),
+                    });
+                }
+            }
             if let Some((_, first, _)) = out.iter().find(|(k, _, _)| *k == name.as_str()) {
                 let problem = Problem::error(
                     "pullwarden::spec::duplicate_key",
@@ -629,6 +648,18 @@ impl Cx {
             "use lowercase letters, digits, '-' and '.'",
         );
         let spec_node = header.spec?;
+        self.redact_values = true;
+        let registry = self.registry_spec(header, spec_node, dir);
+        self.redact_values = false;
+        registry
+    }
+
+    fn registry_spec(
+        &mut self,
+        header: &Header<'_>,
+        spec_node: &Node,
+        dir: &Path,
+    ) -> Option<Registry> {
         let all: Vec<&str> = fields::LOGIN_REGISTRY
             .iter()
             .chain(fields::DOCKER_CONFIG_REGISTRY)
@@ -1060,6 +1091,23 @@ impl Cx {
             origin: value.origin,
         })
     }
+}
+
+/// From a node's start to the end of its last descendant (a flow list's span
+/// covers only its first token).
+fn extent(node: &Node) -> std::ops::Range<usize> {
+    let children: Vec<&Node> = match &node.value {
+        Value::Seq(items) => items.iter().collect(),
+        Value::Map(entries) => entries.iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    };
+    let mut range = node.span.clone();
+    for child in children {
+        let inner = extent(child);
+        range.start = range.start.min(inner.start);
+        range.end = range.end.max(inner.end);
+    }
+    range
 }
 
 fn check_unique<'a>(
