@@ -111,6 +111,7 @@ pub fn read_live(
     client: Option<&kube::Client>,
     out: &Output,
 ) -> Result<LiveState, Failed> {
+    let started = std::time::Instant::now();
     let result = match (live, client) {
         (Some(path), _) => pullwarden_kube::read_live_files(path).map_err(miette::Report::new),
         (None, Some(client)) => rt
@@ -118,10 +119,20 @@ pub fn read_live(
             .map_err(miette::Report::new),
         (None, None) => unreachable!("a client or a snapshot is given"),
     };
-    result.map_err(|report| {
+    let state = result.map_err(|report| {
         out.report(&report);
         Failed
-    })
+    })?;
+    out.info(&format!(
+        "read {} namespaces, {} secrets, {} service accounts, {} role bindings from {} in {:.2?}",
+        state.namespaces.len(),
+        state.secrets.len(),
+        state.service_accounts.len(),
+        state.role_bindings.len(),
+        live.map_or_else(|| "the cluster".to_string(), |p| p.display().to_string()),
+        started.elapsed()
+    ));
+    Ok(state)
 }
 
 pub fn make_plan(
@@ -197,7 +208,19 @@ pub fn write_atomically(path: &Path, text: &str) -> std::io::Result<()> {
         path.file_name().and_then(|n| n.to_str()).unwrap_or("plan"),
         std::process::id()
     ));
-    std::fs::write(&tmp, text)?;
+    {
+        use std::io::Write as _;
+        use std::os::unix::fs::OpenOptionsExt as _;
+        // Owner-only, and never through a file (or link) that is already there.
+        let _ = std::fs::remove_file(&tmp);
+        let mut file = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
+        file.write_all(text.as_bytes())?;
+        file.sync_all()?;
+    }
     std::fs::rename(&tmp, path).inspect_err(|_| {
         let _ = std::fs::remove_file(&tmp);
     })
@@ -235,6 +258,15 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
                 reasons.len(),
                 if reasons.len() == 1 { "" } else { "s" }
             ));
+            return Err(Failed);
+        }
+        // The file is data from disk: it is executed only if it is exactly the
+        // plan the workspace gives now (a hand-edited plan cannot widen what apply does).
+        let fresh = make_plan(&ws, &registries, &live, saved.plan.adopt);
+        if fresh.plan.changes != saved.plan.changes || fresh.plan.errors != saved.plan.errors {
+            out.status(
+                "pullwarden: refusing the saved plan: it is not the plan this workspace gives for the cluster as it is (was it edited, or the workspace changed?); nothing was written. Plan again.",
+            );
             return Err(Failed);
         }
         (saved.plan, desired)

@@ -14,10 +14,11 @@ pub struct Output {
     color: bool,
     choice: ColorChoice,
     quiet: bool,
+    verbose: u8,
 }
 
 impl Output {
-    pub fn new(choice: ColorChoice, quiet: bool) -> Self {
+    pub fn new(choice: ColorChoice, quiet: bool, verbose: u8) -> Self {
         let color = match choice {
             ColorChoice::Always => true,
             ColorChoice::Never => false,
@@ -30,6 +31,7 @@ impl Output {
             color,
             choice,
             quiet,
+            verbose,
         }
     }
 
@@ -64,6 +66,13 @@ impl Output {
             text = format!("{report}");
         }
         eprintln!("{text}");
+    }
+
+    /// A detail for `-v`, on stderr.
+    pub fn info(&self, line: &str) {
+        if self.verbose > 0 && !self.quiet {
+            eprintln!("pullwarden: {line}");
+        }
     }
 
     /// A one-line status for people, on stderr (suppressed by `-q`).
@@ -103,14 +112,16 @@ impl Output {
     /// Data on stdout, as is.
     #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn data(&self, text: &str) {
-        print!("{text}");
+        use std::io::Write as _;
+        // A closed pipe (`| head`) is the reader's choice, not an error.
+        let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
 
     /// Data on stdout, as pretty JSON.
     #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
-            Ok(text) => println!("{text}"),
+            Ok(text) => self.data(&(text + "\n")),
             Err(e) => eprintln!("pullwarden: cannot encode the output as JSON: {e}"),
         }
     }

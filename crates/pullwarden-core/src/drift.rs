@@ -53,6 +53,8 @@ pub struct DriftReport {
     pub drift: usize,
     pub pending: usize,
     pub items: Vec<DriftItem>,
+    /// Named namespaces or linked ServiceAccounts that do not exist: drift.
+    pub missing: Vec<Finding>,
     pub errors: Vec<Finding>,
     pub warnings: Vec<Finding>,
 }
@@ -281,11 +283,20 @@ pub fn classify(plan: &Plan, live: &LiveState) -> DriftReport {
             change: index,
         });
     }
+    // A named namespace or a linked ServiceAccount that is missing is the
+    // cluster differing from the workspace (exit 2), not a failure of the tool;
+    // conflicts and the like stay errors (exit 1).
+    let (missing, errors): (Vec<Finding>, Vec<Finding>) =
+        plan.errors.iter().cloned().partition(|f| {
+            f.code == "pullwarden::plan::missing_namespace"
+                || f.code == "pullwarden::plan::missing_service_account"
+        });
     let drift = items
         .iter()
         .filter(|i| i.class == DriftClass::Drift)
-        .count();
-    let pending = items.len() - drift;
+        .count()
+        + missing.len();
+    let pending = items.len() + missing.len() - drift;
     DriftReport {
         format_version: 1,
         workspace: plan.workspace.clone(),
@@ -293,7 +304,8 @@ pub fn classify(plan: &Plan, live: &LiveState) -> DriftReport {
         drift,
         pending,
         items,
-        errors: plan.errors.clone(),
+        missing,
+        errors,
         warnings: plan.warnings.clone(),
     }
 }
@@ -350,6 +362,9 @@ pub fn text(report: &DriftReport) -> String {
         }
         out.push('\n');
     }
+    for f in &report.missing {
+        let _ = writeln!(out, "missing: {}", f.message);
+    }
     for f in &report.errors {
         let _ = writeln!(out, "error: {}", f.message);
     }
@@ -398,7 +413,7 @@ pub fn markdown(report: &DriftReport) -> String {
             item.changed_by.join(", ")
         );
     }
-    for f in &report.errors {
+    for f in report.missing.iter().chain(&report.errors) {
         let _ = writeln!(out, "\n:x: {}", f.message.replace('|', "\\|"));
     }
     out
@@ -407,7 +422,7 @@ pub fn markdown(report: &DriftReport) -> String {
 /// JUnit XML: one failed test case per drifted or pending object, so any CI shows them.
 pub fn junit(report: &DriftReport) -> String {
     use std::fmt::Write as _;
-    let failures = report.items.len() + report.errors.len();
+    let failures = report.items.len() + report.missing.len() + report.errors.len();
     let tests = failures.max(1);
     let mut out = format!(
         "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pullwarden drift\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite name=\"workspace {}\" tests=\"{tests}\" failures=\"{failures}\">\n",
@@ -424,7 +439,7 @@ pub fn junit(report: &DriftReport) -> String {
             xml(&item.what)
         );
     }
-    for f in &report.errors {
+    for f in report.missing.iter().chain(&report.errors) {
         let _ = writeln!(
             out,
             "    <testcase classname=\"{}\" name=\"{}\"><failure type=\"error\" message=\"{}\"/></testcase>",
@@ -467,7 +482,7 @@ pub fn github_annotations(report: &DriftReport) -> String {
             gh_escape(&item.what)
         );
     }
-    for f in &report.errors {
+    for f in report.missing.iter().chain(&report.errors) {
         let _ = writeln!(out, "::error title=pullwarden::{}", gh_escape(&f.message));
     }
     out

@@ -56,6 +56,13 @@ struct Candidate<'a> {
     mount: BTreeSet<String>,
 }
 
+/// Text safe inside a `#` comment or a message: no line breaks or control characters.
+fn plain(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn yaml_string(text: &str) -> String {
     serde_json::to_string(text).expect("strings serialize")
 }
@@ -216,10 +223,10 @@ pub fn import(
                 continue;
             }
             for c in others {
-                out.skipped.push(format!(
+                out.skipped.push(plain(&format!(
                     "Secret {}/{}: same name as in {} but other content or links; a PullSecret has one of each",
                     c.secret.meta.namespace, name, chosen[0].secret.meta.namespace
-                ));
+                )));
             }
         }
         let first = chosen[0];
@@ -253,8 +260,9 @@ pub fn import(
         targets.extend(namespaces.iter().cloned());
         let _ = write!(
             secrets_yaml,
-            "---\n# imported from Secret {name} in {}\napiVersion: pullwarden.dev/v1alpha1\nkind: PullSecret\nmetadata:\n  name: {}\nspec:\n",
-            namespaces.join(", "),
+            "---\n# imported from Secret {} in {}\napiVersion: pullwarden.dev/v1alpha1\nkind: PullSecret\nmetadata:\n  name: {}\nspec:\n",
+            plain(name),
+            plain(&namespaces.join(", ")),
             yaml_string(name)
         );
         if first.format == ConfigFormat::Dockercfg {
@@ -302,10 +310,10 @@ pub fn import(
             continue;
         }
         if meta.ownership(workspace) != Ownership::Unmanaged {
-            out.skipped.push(format!(
+            out.skipped.push(plain(&format!(
                 "RoleBinding {}/{}: already managed by pullwarden",
                 meta.namespace, meta.name
-            ));
+            )));
             continue;
         }
         let mut subjects = rb.subjects.clone();
@@ -333,11 +341,11 @@ pub fn import(
                 },
                 ("User", _) => format!("user: {}", yaml_string(&s.name)),
                 _ => {
-                    out.skipped.push(format!(
+                    out.skipped.push(plain(&format!(
                         "RoleBinding {}/{first_name}: subject {} cannot be expressed",
                         namespaces[0],
                         s.display()
-                    ));
+                    )));
                     continue;
                 }
             };
@@ -350,8 +358,9 @@ pub fn import(
         let name = unique(sanitize(first_name), &mut grant_names);
         let _ = write!(
             grants_yaml,
-            "---\n# imported from RoleBinding {first_name} in {}\napiVersion: pullwarden.dev/v1alpha1\nkind: PullGrant\nmetadata:\n  name: {}\nspec:\n  role: {}\n  namespaces: [{}]\n  to:\n",
-            namespaces.join(", "),
+            "---\n# imported from RoleBinding {} in {}\napiVersion: pullwarden.dev/v1alpha1\nkind: PullGrant\nmetadata:\n  name: {}\nspec:\n  role: {}\n  namespaces: [{}]\n  to:\n",
+            plain(first_name),
+            plain(&namespaces.join(", ")),
             yaml_string(&name),
             yaml_string(role),
             namespaces

@@ -100,6 +100,9 @@ impl Meta {
 #[derive(Clone, Debug)]
 pub struct LiveSecret {
     pub meta: Meta,
+    /// Read from a file (`--live`), not from a cluster: only then may its data
+    /// be a snapshot's digests.
+    pub from_snapshot_file: bool,
     pub type_: String,
     pub immutable: bool,
     /// Decoded data values by key; empty for secrets planning does not read.

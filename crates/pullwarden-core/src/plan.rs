@@ -699,6 +699,11 @@ type DigestCache = std::cell::RefCell<BTreeMap<(crate::secret::Digest, Vec<u8>, 
 
 /// The salt and rounds of a snapshot Secret whose values are digests.
 fn snapshot_digest_params(have: &LiveSecret) -> Option<(Vec<u8>, u32)> {
+    if !have.from_snapshot_file {
+        // On a live cluster the annotation means nothing: anyone who can edit
+        // the Secret could otherwise make drift look like no change.
+        return None;
+    }
     let value = have
         .meta
         .annotations
@@ -708,6 +713,9 @@ fn snapshot_digest_params(have: &LiveSecret) -> Option<(Vec<u8>, u32)> {
         return None;
     }
     let iterations: u32 = parts.next()?.parse().ok()?;
+    if !(1..=10_000_000).contains(&iterations) {
+        return None;
+    }
     let hex = parts.next()?;
     let salt = (0..hex.len() / 2)
         .map(|i| u8::from_str_radix(hex.get(2 * i..2 * i + 2)?, 16).ok())
@@ -932,6 +940,22 @@ fn plan_links(
             }
             continue;
         };
+        if sa
+            .meta
+            .annotations
+            .get(LINKS_ANNOTATION)
+            .is_some_and(|text| serde_json::from_str::<BTreeMap<String, LinkRecord>>(text).is_err())
+        {
+            // Never overwrite what cannot be read: it holds other workspaces' records too.
+            errors.push(finding(
+                "broken_links_annotation",
+                Some(&ns),
+                format!(
+                    "ServiceAccount {ns}/{sa_name}: the annotation {LINKS_ANNOTATION} is not pullwarden's JSON; fix or remove it by hand"
+                ),
+            ));
+            continue;
+        }
         let old_record = link_records(&sa.meta).remove(&ws.name).unwrap_or_default();
         let want_pull: BTreeSet<String> = wanted
             .iter()
@@ -959,8 +983,8 @@ fn plan_links(
             && pull_removed.is_empty()
             && mount_added.is_empty()
             && mount_removed.is_empty()
-            && record == old_record
         {
+            // Nothing to link or unlink: a stale record is tidied with the next real change.
             continue;
         }
         let sources: BTreeSet<&str> = wanted.values().map(|p| p.source.as_str()).collect();
@@ -1047,7 +1071,8 @@ fn plan_role_bindings(
         let mut subjects = Vec::new();
         for subject in &want.subjects {
             let satisfied_by = bindings.iter().find(|rb| {
-                rb.meta.ownership(&ws.name) != Ownership::Ours
+                // Only an unmanaged binding vouches: another workspace may drop it.
+                rb.meta.ownership(&ws.name) == Ownership::Unmanaged
                     && rb.meta.name != *name
                     && rb.role_ref.kind == "ClusterRole"
                     && rb.role_ref.name == want.role

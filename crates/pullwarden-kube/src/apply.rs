@@ -407,6 +407,16 @@ impl Cx {
                 }
                 Err(e) => return Err(e.into()),
             };
+            // The plan was computed against this ServiceAccount: a recreated one
+            // (another UID) is not the one it saw.
+            if let Some(assumed) = &change.assumed
+                && sa.metadata.uid.as_deref() != Some(assumed.uid.as_str())
+            {
+                return Err(Failure(
+                    "the ServiceAccount was deleted and recreated since it was planned; plan again"
+                        .into(),
+                ));
+            }
             if let Some(hook) = &self.hooks.before_service_account_write {
                 hook(change.namespace.clone(), change.name.clone()).await;
             }
@@ -414,7 +424,23 @@ impl Cx {
             let previous = plan::link_records(&meta)
                 .remove(&self.workspace)
                 .unwrap_or_default();
-            let mut record = links.record.clone();
+            // Ours now: what the plan records that was ours when read, plus what is added below.
+            let mut record = plan::LinkRecord {
+                pull: links
+                    .record
+                    .pull
+                    .iter()
+                    .filter(|n| previous.pull.contains(*n) || links.pull_added.contains(*n))
+                    .cloned()
+                    .collect(),
+                mount: links
+                    .record
+                    .mount
+                    .iter()
+                    .filter(|n| previous.mount.contains(*n) || links.mount_added.contains(*n))
+                    .cloned()
+                    .collect(),
+            };
 
             let pulls = sa.image_pull_secrets.get_or_insert_with(Vec::new);
             let present: BTreeSet<String> = pulls.iter().map(|r| r.name.clone()).collect();
@@ -428,7 +454,9 @@ impl Cx {
                     pulls.push(LocalObjectReference { name: name.clone() });
                 }
             }
-            pulls.retain(|r| !links.pull_removed.contains(&r.name));
+            pulls.retain(|r| {
+                !(links.pull_removed.contains(&r.name) && previous.pull.contains(&r.name))
+            });
 
             let mounts = sa.secrets.get_or_insert_with(Vec::new);
             let present: BTreeSet<String> = mounts.iter().filter_map(|r| r.name.clone()).collect();
@@ -445,9 +473,9 @@ impl Cx {
                 }
             }
             mounts.retain(|r| {
-                r.name
-                    .as_ref()
-                    .is_none_or(|n| !links.mount_removed.contains(n))
+                r.name.as_ref().is_none_or(|n| {
+                    !(links.mount_removed.contains(n) && previous.mount.contains(n))
+                })
             });
 
             let annotations = sa.metadata.annotations.get_or_insert_with(BTreeMap::new);

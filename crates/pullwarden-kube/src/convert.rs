@@ -99,6 +99,7 @@ pub fn live_secret(secret: Secret) -> LiveSecret {
     }
     LiveSecret {
         meta,
+        from_snapshot_file: false,
         type_,
         immutable: secret.immutable.unwrap_or(false),
         data,

@@ -255,7 +255,9 @@ impl Loader {
             "Secret" if core => {
                 let secret = secret_from_value(object, at, &description)?;
                 self.check_unique(&kind, &secret.metadata, at, &description)?;
-                self.live.secrets.push(live_secret(secret));
+                let mut secret = live_secret(secret);
+                secret.from_snapshot_file = true;
+                self.live.secrets.push(secret);
             }
             "ServiceAccount" if core => {
                 let service_account: ServiceAccount = typed(object, at, &description)?;
