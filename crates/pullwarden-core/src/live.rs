@@ -125,8 +125,21 @@ impl LiveSecret {
                 .owner_references
                 .iter()
                 .any(|o| o.kind == "ServiceAccount")
-            || self.meta.name.contains("-dockercfg-")
+            || is_openshift_dockercfg_name(&self.meta.name)
     }
+}
+
+/// `<sa>-dockercfg-<5 random lowercase letters or digits>`: the name
+/// OpenShift's controller gives a ServiceAccount's pull secret (a fallback to
+/// its annotations and owner reference).
+pub fn is_openshift_dockercfg_name(name: &str) -> bool {
+    name.rsplit_once("-dockercfg-").is_some_and(|(sa, random)| {
+        !sa.is_empty()
+            && random.len() == 5
+            && random
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit())
+    })
 }
 
 #[derive(Clone, Debug)]
@@ -194,5 +207,19 @@ impl RbacSubject {
             ("User", _) => format!("user {}", self.name),
             (kind, _) => format!("{} {}", kind.to_lowercase(), self.name),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn openshift_dockercfg_names_need_the_random_suffix() {
+        assert!(is_openshift_dockercfg_name("default-dockercfg-x7k2p"));
+        assert!(is_openshift_dockercfg_name("builder-dockercfg-abcde"));
+        assert!(!is_openshift_dockercfg_name("team-dockercfg-prod"));
+        assert!(!is_openshift_dockercfg_name("-dockercfg-abcde"));
+        assert!(!is_openshift_dockercfg_name("quay-pull"));
     }
 }

@@ -545,6 +545,7 @@ pub fn plan(
         key,
         &mut changes,
         &mut errors,
+        &mut warnings,
         &mut blocked_secrets,
     );
     plan_links(
@@ -590,6 +591,7 @@ fn plan_secrets(
     key: &DigestKey,
     changes: &mut Vec<Change>,
     errors: &mut Vec<Finding>,
+    warnings: &mut Vec<Finding>,
     blocked: &mut BTreeSet<(String, String)>,
 ) {
     let cache = DigestCache::default();
@@ -680,6 +682,31 @@ fn plan_secrets(
     for have in &live.secrets {
         let key = (have.meta.namespace.clone(), have.meta.name.clone());
         if have.meta.ownership(&ws.name) == Ownership::Ours && !desired.secrets.contains_key(&key) {
+            // Service accounts that still name it through an entry this workspace
+            // did not add (so will not unlink) lose it: say so.
+            let still_used: Vec<String> = live
+                .service_accounts
+                .iter()
+                .filter(|sa| sa.meta.namespace == key.0)
+                .filter(|sa| {
+                    let ours = link_records(&sa.meta).remove(&ws.name).unwrap_or_default();
+                    (sa.image_pull_secrets.contains(&key.1) && !ours.pull.contains(&key.1))
+                        || (sa.secrets.contains(&key.1) && !ours.mount.contains(&key.1))
+                })
+                .map(|sa| sa.meta.name.clone())
+                .collect();
+            if !still_used.is_empty() {
+                warnings.push(finding(
+                    "pruned_secret_still_referenced",
+                    Some(&key.0),
+                    format!(
+                        "Secret {}/{} is pruned but ServiceAccount(s) {} still list it (entries pullwarden did not add)",
+                        key.0,
+                        key.1,
+                        still_used.join(", ")
+                    ),
+                ));
+            }
             changes.push(Change {
                 namespace: key.0,
                 kind: ObjectKind::Secret,

@@ -28,6 +28,14 @@ impl Style {
     }
 }
 
+/// Text from the cluster made safe to print: no control characters (no
+/// terminal escapes, no line breaks that could forge a CI workflow command).
+pub fn safe(text: &str) -> String {
+    text.chars()
+        .map(|c| if c.is_control() { '?' } else { c })
+        .collect()
+}
+
 fn glyph(action: Action) -> (&'static str, &'static str, &'static str) {
     match action {
         Action::Create => ("+", "create", "32"),
@@ -76,19 +84,23 @@ pub fn text(plan: &Plan, style: Style) -> String {
             let _ = writeln!(
                 out,
                 "{}",
-                style.paint("1", &format!("namespace {}", change.namespace))
+                style.paint("1", &safe(&format!("namespace {}", change.namespace)))
             );
             namespace = Some(&change.namespace);
         }
         let (g, word, color) = glyph(change.action);
-        let head = format!("{g} {word:<7} {} {}", kind_name(change.kind), change.name);
+        let head = safe(&format!(
+            "{g} {word:<7} {} {}",
+            kind_name(change.kind),
+            change.name
+        ));
         let mut line = format!("  {}", style.paint(color, &head));
         if let Some(source) = &change.source {
-            let _ = write!(line, "  (from {source})");
+            let _ = write!(line, "  (from {})", safe(source));
         }
         let _ = writeln!(out, "{line}");
         for detail in detail_lines(change) {
-            let _ = writeln!(out, "      {detail}");
+            let _ = writeln!(out, "      {}", safe(&detail));
         }
     }
     if !plan.changes.is_empty() {
@@ -140,7 +152,7 @@ fn refusal(plan: &Plan) -> Option<String> {
 
 fn finding_text(finding: &Finding) -> String {
     let code = finding.code.rsplit("::").next().unwrap_or(&finding.code);
-    format!("[{code}] {}", finding.message)
+    safe(&format!("[{code}] {}", finding.message))
 }
 
 /// The indented lines under a change.
@@ -327,13 +339,8 @@ pub fn markdown(plan: &Plan) -> String {
     namespaces.dedup();
     for ns in namespaces {
         let changes: Vec<&Change> = plan.changes.iter().filter(|c| c.namespace == ns).collect();
-        let _ = write!(
-            out,
-            "\n<details><summary><code>{ns}</code>: {} change{}</summary>\n\n```diff\n",
-            changes.len(),
-            if changes.len() == 1 { "" } else { "s" }
-        );
-        for change in changes {
+        let mut body = String::new();
+        for change in &changes {
             let (g, word, _) = glyph(change.action);
             let sign = match change.action {
                 Action::Create => "+",
@@ -341,16 +348,26 @@ pub fn markdown(plan: &Plan) -> String {
                 _ => "!",
             };
             let _ = writeln!(
-                out,
+                body,
                 "{sign} {g} {word} {} {}",
                 kind_name(change.kind),
-                change.name
+                safe(&change.name)
             );
             for line in detail_lines(change) {
-                let _ = writeln!(out, "    {line}");
+                let _ = writeln!(body, "    {}", safe(&line));
             }
         }
-        out.push_str("```\n\n</details>\n");
+        // A fence longer than any run of backticks in the content, so a name
+        // from the cluster cannot close it.
+        let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+        let fence = "`".repeat(longest.max(2) + 1);
+        let _ = write!(
+            out,
+            "\n<details><summary><code>{}</code>: {} change{}</summary>\n\n{fence}diff\n{body}{fence}\n\n</details>\n",
+            escape_md(&safe(ns)),
+            changes.len(),
+            if changes.len() == 1 { "" } else { "s" }
+        );
     }
     out
 }
@@ -361,7 +378,7 @@ fn escape_md(text: &str) -> String {
         .replace('>', "&gt;")
 }
 
-/// `--format json`: the plan with its summary (documented in docs/plan-json.md).
+/// `--format json`: the plan with its summary (`format_version` 1: the `Plan` fields, plus `summary` and `has_changes`).
 #[derive(Serialize)]
 struct JsonPlan<'a> {
     #[serde(flatten)]

@@ -345,13 +345,18 @@ impl Cx {
         match change.action {
             Action::Create => {
                 let secret = fresh();
-                self.retry(|| api.create(&POST, &secret)).await?;
+                self.create_ours(&api, &secret, &change.name).await?;
             }
             Action::Replace => {
                 self.delete_guarded(&api, &change.name, change.assumed.as_ref())
                     .await?;
                 let secret = fresh();
-                self.retry(|| api.create(&POST, &secret)).await?;
+                if let Err(e) = self.create_ours(&api, &secret, &change.name).await {
+                    return Err(Failure(format!(
+                        "DELETED BUT NOT RECREATED ({}): pods cannot pull with it until apply is run again",
+                        e.0
+                    )));
+                }
             }
             _ => {
                 let mut live = self.retry(|| api.get(&change.name)).await?;
@@ -399,6 +404,7 @@ impl Cx {
     async fn relink(&self, change: &Change, links: &LinkDiff) -> Result<u32, Failure> {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &change.namespace);
         let mut conflicts = 0;
+        let mut transient = 0;
         loop {
             let mut sa = match self.retry(|| api.get(&change.name)).await {
                 Ok(sa) => sa,
@@ -496,9 +502,10 @@ impl Cx {
                 {
                     conflicts += 1;
                 }
-                Err(e) if is_transient(&e) && conflicts < self.options.max_conflict_retries => {
-                    conflicts += 1;
-                    tokio::time::sleep(Duration::from_millis(200)).await;
+                Err(e) if is_transient(&e) && transient < self.options.max_attempts => {
+                    // Not a conflict: back off exponentially, like every other request.
+                    tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(transient)).await;
+                    transient += 1;
                 }
                 Err(e) => return Err(e.into()),
             }
@@ -529,7 +536,7 @@ impl Cx {
                     },
                     subjects: Some(subjects),
                 };
-                self.retry(|| api.create(&POST, &binding)).await?;
+                self.create_ours(&api, &binding, &change.name).await?;
                 // The new binding exists; only now is the old one removed.
                 if let Some(old) = &diff.replaces {
                     self.delete_guarded(&api, &old.name, Some(&old.assumed))
@@ -563,6 +570,33 @@ impl Cx {
             ObjectKind::ServiceAccount => {
                 Err(Failure("pullwarden never deletes ServiceAccounts".into()))
             }
+        }
+    }
+
+    /// Creates an object. A 409 `AlreadyExists` after a retried request may be
+    /// our own first attempt having landed: then the object carries this
+    /// workspace's labels and the create counts as done.
+    async fn create_ours<K>(&self, api: &Api<K>, object: &K, name: &str) -> Result<(), Failure>
+    where
+        K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match self.retry(|| api.create(&POST, object)).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(409) => {
+                let existing = self.retry(|| api.get(name)).await?;
+                let labels = existing.meta().labels.clone().unwrap_or_default();
+                if labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+                    && labels.get(WORKSPACE_LABEL) == Some(&self.workspace)
+                    && object.meta().labels.as_ref() == Some(&labels)
+                {
+                    Ok(())
+                } else {
+                    Err(Failure(
+                        "it was created by someone else since it was planned; plan again".into(),
+                    ))
+                }
+            }
+            Err(e) => Err(e.into()),
         }
     }
 
