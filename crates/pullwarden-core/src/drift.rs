@@ -493,3 +493,218 @@ fn gh_escape(text: &str) -> String {
         .replace('\r', "%0D")
         .replace('\n', "%0A")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, BTreeSet};
+
+    use super::*;
+    use crate::live::{
+        FieldManager, LINKS_ANNOTATION, LiveSecret, LiveServiceAccount, MANAGED_BY_LABEL,
+        WORKSPACE_LABEL,
+    };
+    use crate::plan::{Assumed, EntryDiff, EntryStatus, LinkDiff, LinkRecord, SecretDiff};
+
+    fn meta(ns: &str, name: &str) -> Meta {
+        Meta {
+            namespace: ns.into(),
+            name: name.into(),
+            uid: format!("uid-{name}"),
+            resource_version: "1".into(),
+            ..Meta::default()
+        }
+    }
+
+    fn ours(mut meta: Meta) -> Meta {
+        meta.labels
+            .insert(MANAGED_BY_LABEL.into(), "pullwarden".into());
+        meta.labels.insert(WORKSPACE_LABEL.into(), "ws".into());
+        meta.annotations
+            .insert(SOURCE_ANNOTATION.into(), "PullSecret/pull".into());
+        meta
+    }
+
+    fn change(ns: &str, kind: ObjectKind, name: &str, action: Action, detail: Detail) -> Change {
+        Change {
+            namespace: ns.into(),
+            kind,
+            name: name.into(),
+            action,
+            source: Some("PullSecret/pull".into()),
+            assumed: Some(Assumed {
+                uid: format!("uid-{name}"),
+                resource_version: "1".into(),
+            }),
+            detail,
+        }
+    }
+
+    fn plan(changes: Vec<Change>, errors: Vec<Finding>) -> Plan {
+        Plan {
+            format_version: 1,
+            workspace: "ws".into(),
+            adopt: false,
+            changes,
+            errors,
+            warnings: Vec::new(),
+            matched_namespaces: BTreeSet::new(),
+        }
+    }
+
+    fn secret_update() -> Detail {
+        Detail::Secret(SecretDiff {
+            secret_type: "kubernetes.io/dockerconfigjson".into(),
+            previous_type: None,
+            entries: vec![EntryDiff {
+                server: "quay.io".into(),
+                status: EntryStatus::Changed,
+                username: None,
+                username_sensitive: true,
+                username_changed: false,
+                password_changed: true,
+                email_changed: false,
+            }],
+            unreadable_live_data: false,
+            immutable: false,
+        })
+    }
+
+    #[test]
+    fn edited_secret_and_lost_recorded_link_are_drift_with_who_did_it() {
+        let mut secret_meta = ours(meta("a", "pull"));
+        secret_meta.managers = vec![
+            FieldManager {
+                manager: "pullwarden".into(),
+                operation: "Update".into(),
+                time: Some("2026-11-28T10:00:00Z".into()),
+            },
+            FieldManager {
+                manager: "kubectl-edit".into(),
+                operation: "Update".into(),
+                time: Some("2026-11-28T11:00:00Z".into()),
+            },
+            FieldManager {
+                manager: "helm".into(),
+                operation: "Update".into(),
+                time: Some("2026-11-28T09:00:00Z".into()),
+            },
+        ];
+        let mut sa_meta = meta("a", "default");
+        let record = BTreeMap::from([(
+            "ws".to_string(),
+            LinkRecord {
+                pull: BTreeSet::from(["pull".to_string()]),
+                mount: BTreeSet::new(),
+            },
+        )]);
+        sa_meta.annotations.insert(
+            LINKS_ANNOTATION.into(),
+            serde_json::to_string(&record).unwrap(),
+        );
+        let live = LiveState {
+            namespaces: BTreeSet::from(["a".to_string()]),
+            secrets: vec![LiveSecret {
+                meta: secret_meta,
+                from_snapshot_file: false,
+                type_: "kubernetes.io/dockerconfigjson".into(),
+                immutable: false,
+                data: BTreeMap::new(),
+            }],
+            service_accounts: vec![LiveServiceAccount {
+                meta: sa_meta,
+                image_pull_secrets: Vec::new(),
+                secrets: Vec::new(),
+            }],
+            role_bindings: Vec::new(),
+        };
+        let links = LinkDiff {
+            pull_added: vec!["pull".into()],
+            record: LinkRecord {
+                pull: BTreeSet::from(["pull".to_string()]),
+                mount: BTreeSet::new(),
+            },
+            ..LinkDiff::default()
+        };
+        let report = classify(
+            &plan(
+                vec![
+                    change(
+                        "a",
+                        ObjectKind::Secret,
+                        "pull",
+                        Action::Update,
+                        secret_update(),
+                    ),
+                    change(
+                        "a",
+                        ObjectKind::ServiceAccount,
+                        "default",
+                        Action::Link,
+                        Detail::Links(links),
+                    ),
+                ],
+                Vec::new(),
+            ),
+            &live,
+        );
+        assert_eq!((report.drift, report.pending), (2, 0));
+        assert!(!report.in_sync);
+        assert_eq!(
+            report.items[0].changed_by,
+            ["kubectl-edit"],
+            "helm wrote before pullwarden"
+        );
+        assert!(report.items[0].what.contains("quay.io password differ"));
+        assert!(report.items[1].what.contains("removed out of band"));
+    }
+
+    #[test]
+    fn new_namespace_is_pending_and_a_missing_namespace_is_drift() {
+        let live = LiveState::default();
+        let created = change(
+            "new-team",
+            ObjectKind::Secret,
+            "pull",
+            Action::Create,
+            secret_update(),
+        );
+        let missing = Finding {
+            code: "pullwarden::plan::missing_namespace".into(),
+            namespace: Some("gone".into()),
+            message: "PullSecret/pull targets namespace `gone`, which does not exist".into(),
+            assumed: None,
+        };
+        let conflict = Finding {
+            code: "pullwarden::plan::conflict".into(),
+            namespace: Some("a".into()),
+            message: "in the way".into(),
+            assumed: None,
+        };
+        let report = classify(&plan(vec![created], vec![missing, conflict]), &live);
+        assert_eq!(report.items.len(), 1);
+        assert_eq!(report.items[0].class, DriftClass::Pending);
+        assert!(report.items[0].what.contains("newly in scope"));
+        assert_eq!(report.missing.len(), 1, "a missing namespace is drift");
+        assert_eq!(report.errors.len(), 1, "a conflict stays an error");
+        assert_eq!((report.drift, report.pending), (1, 1));
+        let junit = junit(&report);
+        assert_eq!(junit.matches("<failure").count(), 3);
+        let annotations = github_annotations(&report);
+        assert_eq!(annotations.lines().count(), 3);
+    }
+
+    #[test]
+    fn in_sync_when_the_plan_is_empty() {
+        let report = classify(&plan(Vec::new(), Vec::new()), &LiveState::default());
+        assert!(report.in_sync);
+        assert!(text(&report).contains("In sync"));
+        assert!(junit(&report).contains("name=\"in sync\""));
+        assert!(github_annotations(&report).is_empty());
+    }
+
+    #[test]
+    fn annotations_cannot_forge_workflow_commands() {
+        assert_eq!(gh_escape("a\n::error::x"), "a%0A::error::x");
+        assert_eq!(xml("<a \"b\">&"), "&lt;a &quot;b&quot;&gt;&amp;");
+    }
+}

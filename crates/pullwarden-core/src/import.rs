@@ -414,3 +414,95 @@ pub fn import(
     out.files.insert("credentials.env.example".into(), env);
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeMap;
+
+    use super::*;
+    use crate::live::{LiveRoleBinding, LiveServiceAccount, Meta, RoleRef};
+    use crate::secret::SecretString;
+
+    fn meta(ns: &str, name: &str) -> Meta {
+        Meta {
+            namespace: ns.into(),
+            name: name.into(),
+            ..Meta::default()
+        }
+    }
+
+    fn docker_secret(ns: &str, name: &str, password: &str) -> LiveSecret {
+        let json =
+            format!(r#"{{"auths":{{"quay.io":{{"username":"robot","password":"{password}"}}}}}}"#);
+        LiveSecret {
+            meta: meta(ns, name),
+            from_snapshot_file: false,
+            type_: "kubernetes.io/dockerconfigjson".into(),
+            immutable: false,
+            data: BTreeMap::from([(".dockerconfigjson".to_string(), SecretString::new(json))]),
+        }
+    }
+
+    #[test]
+    fn writes_placeholders_leaves_openshift_out_and_cannot_be_injected() {
+        let mut live = LiveState::default();
+        live.secrets
+            .push(docker_secret("a", "regcred", "PW-CANARY-1"));
+        live.secrets
+            .push(docker_secret("b", "regcred", "PW-CANARY-1"));
+        live.secrets
+            .push(docker_secret("c", "regcred", "PW-CANARY-2"));
+        live.secrets
+            .push(docker_secret("a", "default-dockercfg-x7k2p", "PW-CANARY-3"));
+        live.service_accounts.push(LiveServiceAccount {
+            meta: meta("a", "default"),
+            image_pull_secrets: vec!["regcred".into(), "default-dockercfg-x7k2p".into()],
+            secrets: Vec::new(),
+        });
+        live.service_accounts.push(LiveServiceAccount {
+            meta: meta("b", "default"),
+            image_pull_secrets: vec!["regcred".into()],
+            secrets: Vec::new(),
+        });
+        live.role_bindings.push(LiveRoleBinding {
+            meta: meta("b", "evil\napiVersion: x"),
+            role_ref: RoleRef {
+                kind: "ClusterRole".into(),
+                name: "system:image-puller".into(),
+            },
+            subjects: vec![RbacSubject::group("system:serviceaccounts:a")],
+        });
+        live.role_bindings.push(LiveRoleBinding {
+            meta: meta("b", "system:image-pullers"),
+            role_ref: RoleRef {
+                kind: "ClusterRole".into(),
+                name: "system:image-puller".into(),
+            },
+            subjects: vec![RbacSubject::group("system:serviceaccounts:b")],
+        });
+        let imported = import(&live, "ws", &[], &DigestKey::from_bytes([1; 32]));
+        let all: String = imported.files.values().cloned().collect();
+        assert!(!all.contains("PW-CANARY"), "{all}");
+        assert!(
+            !all.contains("dockercfg-x7k2p"),
+            "OpenShift's secret left out: {all}"
+        );
+        assert!(
+            !all.contains("system:image-pullers"),
+            "OpenShift's binding left out"
+        );
+        assert!(all.contains("{fromEnv: PW_QUAY_IO_PASSWORD}"), "{all}");
+        // a and b share content and links: one PullSecret; c differs: skipped.
+        assert!(all.contains("namespaces: [\"a\", \"b\"]"), "{all}");
+        assert_eq!(imported.skipped.len(), 1, "{:?}", imported.skipped);
+        assert!(imported.skipped[0].contains("c/regcred"));
+        // The binding name's line break cannot start a new YAML line.
+        let grants = &imported.files["grants.yaml"];
+        assert!(
+            !grants.lines().any(|l| l.starts_with("apiVersion: x")),
+            "{grants}"
+        );
+        assert!(grants.contains("allServiceAccountsIn: \"a\""), "{grants}");
+        assert_eq!(imported.variables.len(), 2);
+    }
+}
