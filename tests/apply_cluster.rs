@@ -423,6 +423,25 @@ async fn cluster_openshift_example_applies_from_scratch_as_least_privileged_ci()
     }
 
     let workspace = repo().join("examples/openshift-image-pull-secrets");
+    // The first plan lists everything to create, and says so with exit 2.
+    let first = run(
+        binary(),
+        &[
+            "plan",
+            path_str(&workspace),
+            "--detailed-exitcode",
+            "--kubeconfig",
+            ci,
+        ],
+    )
+    .await;
+    assert_eq!(first.code, Some(2), "{first}");
+    assert!(
+        first.stdout.contains(
+            "Plan: 5 to create, 0 to update, 0 to replace, 0 to delete; 4 to link, 0 to unlink."
+        ),
+        "{first}"
+    );
     let apply = run(
         binary(),
         &[
