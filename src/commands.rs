@@ -109,13 +109,24 @@ pub fn read_live(
     rt: &tokio::runtime::Runtime,
     live: Option<&Path>,
     client: Option<&kube::Client>,
+    named: &[String],
     out: &Output,
 ) -> Result<LiveState, Failed> {
     let started = std::time::Instant::now();
     let result = match (live, client) {
         (Some(path), _) => pullwarden_kube::read_live_files(path).map_err(miette::Report::new),
         (None, Some(client)) => rt
-            .block_on(pullwarden_kube::read_live(client))
+            .block_on(pullwarden_kube::read_live_or_namespaces(client, named))
+            .map(|(state, scoped)| {
+                if scoped {
+                    out.status(&format!(
+                        "pullwarden: these credentials cannot read the cluster as a whole; read only the {} namespace(s) the workspace names ({}); globs are not expanded",
+                        named.len(),
+                        named.join(", ")
+                    ));
+                }
+                state
+            })
             .map_err(miette::Report::new),
         (None, None) => unreachable!("a client or a snapshot is given"),
     };
@@ -133,6 +144,27 @@ pub fn read_live(
         started.elapsed()
     ));
     Ok(state)
+}
+
+/// The namespaces a workspace names exactly (targets inside its scope): what
+/// namespace-scoped credentials can still read.
+fn named_namespaces(ws: &pullwarden_core::model::Workspace) -> Vec<String> {
+    use pullwarden_core::names::NamespacePattern;
+    let mut names = std::collections::BTreeSet::new();
+    let patterns = ws
+        .scope
+        .include
+        .iter()
+        .chain(ws.pull_secrets.iter().flat_map(|s| s.namespaces.iter()))
+        .chain(ws.pull_grants.iter().flat_map(|g| g.namespaces.iter()));
+    for pattern in patterns {
+        if let NamespacePattern::Exact(name) = &pattern.value
+            && ws.scope.contains(name)
+        {
+            names.insert(name.clone());
+        }
+    }
+    names.into_iter().collect()
 }
 
 pub fn make_plan(
@@ -162,7 +194,13 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
     } else {
         None
     };
-    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), out) else {
+    let Ok(live) = read_live(
+        &rt,
+        args.live.as_deref(),
+        client.as_ref(),
+        &named_namespaces(&ws),
+        out,
+    ) else {
         return ExitCode::from(1);
     };
     let planned = make_plan(&ws, &registries, &live, args.adopt);
@@ -245,7 +283,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let (ws, registries) = load_resolved(&args.path, out)?;
     let rt = runtime(out)?;
     let client = connect(&rt, &args.cluster, out)?;
-    let live = read_live(&rt, None, Some(&client), out)?;
+    let live = read_live(&rt, None, Some(&client), &named_namespaces(&ws), out)?;
     let (plan, desired) = if let Some(saved) = saved {
         let desired = plan::desired(&ws, &registries, &live);
         let reasons = saved::stale_reasons(&saved, &ws.name, &live, &desired);
@@ -405,7 +443,13 @@ pub fn drift(args: &crate::cli::DriftArgs, out: &Output) -> ExitCode {
     } else {
         None
     };
-    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), out) else {
+    let Ok(live) = read_live(
+        &rt,
+        args.live.as_deref(),
+        client.as_ref(),
+        &named_namespaces(&ws),
+        out,
+    ) else {
         return ExitCode::from(1);
     };
     let planned = make_plan(&ws, &registries, &live, false);
@@ -456,7 +500,7 @@ pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
     let Ok(client) = connect(&rt, &args.cluster, out) else {
         return ExitCode::from(1);
     };
-    let Ok(live) = read_live(&rt, None, Some(&client), out) else {
+    let Ok(live) = read_live(&rt, None, Some(&client), &[], out) else {
         return ExitCode::from(1);
     };
     let salt = random_bytes::<16>();
@@ -522,7 +566,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
     } else {
         None
     };
-    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), out) else {
+    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), &[], out) else {
         return ExitCode::from(1);
     };
     let imported = pullwarden_core::import::import(

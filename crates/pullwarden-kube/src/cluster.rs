@@ -307,6 +307,81 @@ fn innermost_reason(error: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Reads the live state, cluster-wide where permitted. When the credentials
+/// are namespace-scoped (a cluster-wide list is forbidden) and `namespaces` is
+/// not empty, reads those namespaces one by one instead: the second value is
+/// then `true`, and only those namespaces are known to the planner.
+pub async fn read_live_or_namespaces(
+    client: &Client,
+    namespaces: &[String],
+) -> Result<(LiveState, bool), ClusterError> {
+    match read_live(client).await {
+        Ok(live) => Ok((live, false)),
+        Err(ClusterError::Forbidden { .. }) if !namespaces.is_empty() => {
+            read_live_in_namespaces(client, namespaces, PAGE_SIZE)
+                .await
+                .map(|live| (live, true))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// One namespace's secrets, service accounts and role bindings.
+type NamespaceObjects = (Vec<Secret>, Vec<ServiceAccount>, Vec<RoleBinding>);
+
+/// Secrets, service accounts and role bindings of the given namespaces (each
+/// listed, paginated), for credentials without cluster-wide read access. The
+/// namespaces are taken to exist: such credentials cannot list namespaces.
+pub async fn read_live_in_namespaces(
+    client: &Client,
+    namespaces: &[String],
+    page_size: u32,
+) -> Result<LiveState, ClusterError> {
+    use futures::StreamExt as _;
+    let results: Vec<Result<NamespaceObjects, ClusterError>> =
+        futures::stream::iter(namespaces.iter().cloned())
+            .map(|ns| async move {
+                let scope = format!("namespace {ns}");
+                tokio::try_join!(
+                    list_pages::<Secret>(
+                        Api::namespaced(client.clone(), &ns),
+                        page_size,
+                        "secrets",
+                        &scope
+                    ),
+                    list_pages::<ServiceAccount>(
+                        Api::namespaced(client.clone(), &ns),
+                        page_size,
+                        "serviceaccounts",
+                        &scope
+                    ),
+                    list_pages::<RoleBinding>(
+                        Api::namespaced(client.clone(), &ns),
+                        page_size,
+                        "rolebindings",
+                        &scope
+                    ),
+                )
+            })
+            .buffer_unordered(8)
+            .collect()
+            .await;
+    let mut live = LiveState {
+        namespaces: namespaces.iter().cloned().collect(),
+        ..LiveState::default()
+    };
+    for result in results {
+        let (secrets, service_accounts, role_bindings) = result?;
+        live.secrets.extend(secrets.into_iter().map(live_secret));
+        live.service_accounts
+            .extend(service_accounts.into_iter().map(live_service_account));
+        live.role_bindings
+            .extend(role_bindings.into_iter().map(live_role_binding));
+    }
+    sort_live_state(&mut live);
+    Ok(live)
+}
+
 /// Reads namespaces (except terminating ones), secrets, service accounts
 /// and role bindings of the whole cluster: four paginated LISTs
 /// ([`PAGE_SIZE`] objects a page), run concurrently. Never writes.
@@ -352,7 +427,25 @@ async fn list_all<K>(
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
-    let api: Api<K> = Api::all(client.clone());
+    list_pages(
+        Api::all(client.clone()),
+        page_size,
+        resource,
+        "cluster scope",
+    )
+    .await
+}
+
+/// Every object of one kind in `api`'s scope, page by page.
+async fn list_pages<K>(
+    api: Api<K>,
+    page_size: u32,
+    resource: &str,
+    scope: &str,
+) -> Result<Vec<K>, ClusterError>
+where
+    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+{
     let mut restarts = 0;
     'listing: loop {
         let mut objects = Vec::new();
@@ -368,7 +461,7 @@ where
                     restarts += 1;
                     continue 'listing;
                 }
-                Err(e) => return Err(request_error(&e, None, "list", resource, "cluster scope")),
+                Err(e) => return Err(request_error(&e, None, "list", resource, scope)),
             };
             objects.extend(page.items);
             match page.metadata.continue_.filter(|token| !token.is_empty()) {

@@ -23,6 +23,7 @@ mod files;
 pub mod snapshot;
 
 pub use cluster::{
-    ClusterError, PAGE_SIZE, READ_RBAC_HELP, connect, read_live, read_live_with_page_size,
+    ClusterError, PAGE_SIZE, READ_RBAC_HELP, connect, read_live, read_live_in_namespaces,
+    read_live_or_namespaces, read_live_with_page_size,
 };
 pub use files::{LiveFileError, Snapshot, load_snapshot, read_live_files};
