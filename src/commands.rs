@@ -146,6 +146,22 @@ pub fn read_live(
     Ok(state)
 }
 
+/// The live state from a snapshot (`--live`) or from the cluster the
+/// kubeconfig flags name, for commands that do not write.
+fn live_state(
+    live: Option<&Path>,
+    cluster: &ClusterArgs,
+    named: &[String],
+    out: &Output,
+) -> Result<LiveState, Failed> {
+    let rt = runtime(out)?;
+    let client = match live {
+        None => Some(connect(&rt, cluster, out)?),
+        Some(_) => None,
+    };
+    read_live(&rt, live, client.as_ref(), named, out)
+}
+
 /// The namespaces a workspace names exactly (targets inside its scope): what
 /// namespace-scoped credentials can still read.
 fn named_namespaces(ws: &pullwarden_core::model::Workspace) -> Vec<String> {
@@ -183,21 +199,9 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
     let Ok((ws, registries)) = load_resolved(&args.path, out) else {
         return ExitCode::from(1);
     };
-    let Ok(rt) = runtime(out) else {
-        return ExitCode::from(1);
-    };
-    let client = if args.live.is_none() {
-        match connect(&rt, &args.cluster, out) {
-            Ok(client) => Some(client),
-            Err(Failed) => return ExitCode::from(1),
-        }
-    } else {
-        None
-    };
-    let Ok(live) = read_live(
-        &rt,
+    let Ok(live) = live_state(
         args.live.as_deref(),
-        client.as_ref(),
+        &args.cluster,
         &named_namespaces(&ws),
         out,
     ) else {
@@ -432,21 +436,9 @@ pub fn drift(args: &crate::cli::DriftArgs, out: &Output) -> ExitCode {
     let Ok((ws, registries)) = load_resolved(&args.path, out) else {
         return ExitCode::from(1);
     };
-    let Ok(rt) = runtime(out) else {
-        return ExitCode::from(1);
-    };
-    let client = if args.live.is_none() {
-        match connect(&rt, &args.cluster, out) {
-            Ok(client) => Some(client),
-            Err(Failed) => return ExitCode::from(1),
-        }
-    } else {
-        None
-    };
-    let Ok(live) = read_live(
-        &rt,
+    let Ok(live) = live_state(
         args.live.as_deref(),
-        client.as_ref(),
+        &args.cluster,
         &named_namespaces(&ws),
         out,
     ) else {
@@ -555,18 +547,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
         ));
         return ExitCode::from(1);
     }
-    let Ok(rt) = runtime(out) else {
-        return ExitCode::from(1);
-    };
-    let client = if args.live.is_none() {
-        match connect(&rt, &args.cluster, out) {
-            Ok(client) => Some(client),
-            Err(Failed) => return ExitCode::from(1),
-        }
-    } else {
-        None
-    };
-    let Ok(live) = read_live(&rt, args.live.as_deref(), client.as_ref(), &[], out) else {
+    let Ok(live) = live_state(args.live.as_deref(), &args.cluster, &[], out) else {
         return ExitCode::from(1);
     };
     let imported = pullwarden_core::import::import(
