@@ -40,6 +40,8 @@ if ! /usr/bin/time -f %M true >/dev/null 2>&1; then
 fi
 log "building release binaries"
 cargo build --release -q -p pullwarden -p pullwarden-bench -p pullwarden-testenv
+# what was built (others may commit while the benchmark runs)
+built="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates Cargo.toml Cargo.lock || echo ' + uncommitted changes')"
 rel="$repo/target/release"
 PW="$rel/pullwarden"
 GEN="$rel/pullwarden-bench-gen"
@@ -211,7 +213,7 @@ mkdir -p "$(dirname "$OUT")"
 {
   echo "# pullwarden benchmark results"
   echo
-  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); commit: $(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates || echo ' (+ uncommitted changes)')"
+  echo "- date: $(date -u +%Y-%m-%dT%H:%M:%SZ); binaries built from: $built"
   echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/^Mem:/ {print $2}') GB RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- kubectl and kube-apiserver $("$KUBECTL" version --client -o json 2>/dev/null | awk -F'"' '/gitVersion/ {print $4; exit}'), etcd v3.6.16; repeats: $REPEATS (median wall; cold applies once, kubectl diff $DIFF_REPEATS)"
   echo
