@@ -10,9 +10,8 @@
 //! here may create a `project-*` namespace.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt;
 use std::future::Future;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::pin::Pin;
 use std::process::Stdio;
 use std::sync::{Arc, Mutex};
@@ -28,82 +27,22 @@ use pullwarden_core::plan::{self, Detail, PlanOptions};
 use pullwarden_core::secret::DigestKey;
 use pullwarden_kube::apply::{ApplyOptions, Hooks, OutcomeStatus, ServiceAccountHook};
 use pullwarden_spec::credentials::{self, ProcessEnvironment};
+mod common;
+
+use common::{Run, binary, kubectl, path_str, repo, token_kubeconfig};
 use pullwarden_testenv::{ADMIN_CONTEXT, PULL_SECRET_REF_ANNOTATION, TestEnv, unique_name};
-use serde_json::{Value, json};
-
-const PROJECTS: [&str; 3] = ["project-a", "project-b", "project-c"];
-const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-/// A finished child process.
-struct Run {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
 
 async fn run(program: &Path, args: &[&str]) -> Run {
-    let what = format!(
-        "{} {}",
-        program.file_name().unwrap_or_default().to_string_lossy(),
-        args.join(" ")
-    );
-    let child = tokio::process::Command::new(program)
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output();
-    let output = tokio::time::timeout(CHILD_TIMEOUT, child)
-        .await
-        .unwrap_or_else(|_| panic!("`{what}` did not finish in {CHILD_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
-    Run {
-        what,
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
+    common::run(program, args, &[]).await
 }
 
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_pullwarden"))
-}
-
-/// `pullwarden ARGS --kubeconfig <admin kubeconfig> --context pullwarden-admin`.
+/// `pullwarden ARGS` as the admin.
 async fn pullwarden_admin(env: &TestEnv, args: &[&str]) -> Run {
-    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
-    let mut all = args.to_vec();
-    all.extend(["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT]);
-    run(binary(), &all).await
+    common::pullwarden_admin(env, args, &[]).await
 }
+use serde_json::Value;
 
-/// The kubectl built at the server's version, as the admin.
-async fn kubectl(env: &TestEnv, args: &[&str]) -> Run {
-    let kubectl = env.kubectl().expect("kubectl");
-    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
-    let mut all = vec!["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT];
-    all.extend(args);
-    run(&kubectl, &all).await
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
+const PROJECTS: [&str; 3] = ["project-a", "project-b", "project-c"];
 
 async fn eventually<F, Fut>(mut check: F) -> bool
 where
@@ -313,32 +252,6 @@ async fn resource_versions(env: &TestEnv, ns: &str) -> BTreeMap<(String, String)
         );
     }
     out
-}
-
-/// A kubeconfig for the admin context's server and CA, authenticating with `token`.
-fn token_kubeconfig(env: &TestEnv, token: &str, path: &Path) {
-    let config = kube::config::Kubeconfig::read_from(env.kubeconfig()).expect("kubeconfig");
-    let context = config
-        .contexts
-        .iter()
-        .find(|c| c.name == ADMIN_CONTEXT)
-        .and_then(|c| c.context.clone())
-        .expect("admin context");
-    let cluster = config
-        .clusters
-        .iter()
-        .find(|c| c.name == context.cluster)
-        .and_then(|c| c.cluster.clone())
-        .expect("admin cluster");
-    let value = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "ci", "cluster": cluster}],
-        "users": [{"name": "pullwarden-ci", "user": {"token": token}}],
-        "contexts": [{"name": "ci", "context": {"cluster": "ci", "user": "pullwarden-ci"}}],
-        "current-context": "ci",
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&value).expect("json")).expect("write");
 }
 
 /// The seed, end to end: OpenShift's projects with their own dockercfg

@@ -4,123 +4,18 @@
 //! with a TokenRequest token, may run `pullwarden drift` but may not write.
 //! Named `cluster_*`: `scripts/test.sh` counts it.
 
-use std::fmt;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use std::path::PathBuf;
 use std::time::Duration;
 
+mod common;
+
+use common::{binary, kubectl, kubectl_ok, path_str, repo, run, token_kubeconfig};
 use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, unique_name};
-use serde_json::{Value, json};
+use serde_json::Value;
 
 const NAMESPACE: &str = "pullwarden-system";
 const SERVICE_ACCOUNT: &str = "pullwarden-drift";
-const CHILD_TIMEOUT: Duration = Duration::from_secs(180);
 const PASSWORD: &str = "Cronjob-Canary-Pw-5b3e91";
-
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-}
-
-fn path_str(path: &Path) -> &str {
-    path.to_str().expect("UTF-8 path")
-}
-
-/// A finished child process.
-struct Run {
-    what: String,
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-impl fmt::Display for Run {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "`{}` exited {:?}\n--- stdout\n{}\n--- stderr\n{}",
-            self.what, self.code, self.stdout, self.stderr
-        )
-    }
-}
-
-async fn run(program: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-    let what = format!(
-        "{} {}",
-        program.file_name().unwrap_or_default().to_string_lossy(),
-        args.join(" ")
-    );
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("GITHUB_ACTIONS")
-        .env_remove("KUBECONFIG")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in extra_env {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(CHILD_TIMEOUT, command.output())
-        .await
-        .unwrap_or_else(|_| panic!("`{what}` did not finish in {CHILD_TIMEOUT:?}"))
-        .unwrap_or_else(|e| panic!("cannot run `{what}`: {e}"));
-    Run {
-        what,
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-fn binary() -> &'static Path {
-    Path::new(env!("CARGO_BIN_EXE_pullwarden"))
-}
-
-/// The kubectl built at the server's version, as the admin.
-async fn kubectl(env: &TestEnv, args: &[&str]) -> Run {
-    let kubectl = env.kubectl().expect("kubectl");
-    let mut all = vec![
-        "--kubeconfig",
-        path_str(env.kubeconfig()),
-        "--context",
-        ADMIN_CONTEXT,
-    ];
-    all.extend(args);
-    run(&kubectl, &all, &[]).await
-}
-
-/// `kubectl ARGS` as the admin; must succeed.
-async fn kubectl_ok(env: &TestEnv, args: &[&str]) -> Run {
-    let result = kubectl(env, args).await;
-    assert_eq!(result.code, Some(0), "{result}");
-    result
-}
-
-/// A kubeconfig for the admin context's server and CA, authenticating with `token`.
-fn token_kubeconfig(env: &TestEnv, token: &str, path: &Path) {
-    let config = kube::config::Kubeconfig::read_from(env.kubeconfig()).expect("kubeconfig");
-    let context = config
-        .contexts
-        .iter()
-        .find(|c| c.name == ADMIN_CONTEXT)
-        .and_then(|c| c.context.clone())
-        .expect("admin context");
-    let cluster = config
-        .clusters
-        .iter()
-        .find(|c| c.name == context.cluster)
-        .and_then(|c| c.cluster.clone())
-        .expect("admin cluster");
-    let value = json!({
-        "apiVersion": "v1",
-        "kind": "Config",
-        "clusters": [{"name": "cluster", "cluster": cluster}],
-        "users": [{"name": SERVICE_ACCOUNT, "user": {"token": token}}],
-        "contexts": [{"name": "drift", "context": {"cluster": "cluster", "user": SERVICE_ACCOUNT}}],
-        "current-context": "drift",
-    });
-    std::fs::write(path, serde_json::to_string_pretty(&value).expect("json")).expect("write");
-}
 
 /// `kubectl auth can-i VERB RESOURCE [-n NS | -A]` as the `CronJob`'s `ServiceAccount`
 /// (impersonated by the admin): "yes" or "no".
@@ -335,36 +230,11 @@ async fn cluster_cronjob_manifests_apply_and_their_identity_runs_drift() {
     std::fs::create_dir(&ws_dir).expect("mkdir");
     std::fs::write(
         ws_dir.join("workspace.yaml"),
-        format!(
-            "apiVersion: pullwarden.dev/v1alpha1
-kind: Workspace
-metadata: {{name: cronjob-test}}
-spec:
-  namespaces: {{include: [\"{ns}\"]}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: Registry
-metadata: {{name: quay}}
-spec:
-  server: quay.io
-  username: robot
-  password: {{fromEnv: QUAY_TOKEN}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullSecret
-metadata: {{name: quay-pull}}
-spec:
-  registries: [quay]
-  namespaces: [\"{ns}\"]
-  serviceAccounts: [{{name: default}}]
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullGrant
-metadata: {{name: default-pulls}}
-spec:
-  namespaces: [\"{ns}\"]
-  to: [{{serviceAccount: {ns}/default}}]
-"
+        common::one_namespace_workspace(
+            "cronjob-test",
+            &ns,
+            "{fromEnv: QUAY_TOKEN}",
+            Some("default"),
         ),
     )
     .expect("write");

@@ -3,60 +3,15 @@
 //! deleted) are each reported, in every format, with exit 2 and no secret
 //! bytes; one apply repairs all three; drift then exits 0.
 
-use std::path::Path;
-use std::process::Stdio;
-
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, unique_name};
+mod common;
+
+use common::{kubectl_ok, pullwarden_admin};
+use pullwarden_testenv::{TestEnv, unique_name};
 
 const PASSWORD: &str = "Drift-Canary-Pw-4e1f0a";
 const INTRUDER_PASSWORD: &str = "Drift-Intruder-Pw-77c2d9";
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(program: &Path, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env("NO_COLOR", "1")
-        .env_remove("GITHUB_ACTIONS")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in extra_env {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
-        .await
-        .expect("child finished in time")
-        .expect("child ran");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-async fn pullwarden(env: &TestEnv, args: &[&str], extra_env: &[(&str, &str)]) -> Run {
-    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
-    let mut all = args.to_vec();
-    all.extend(["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT]);
-    run(Path::new(env!("CARGO_BIN_EXE_pullwarden")), &all, extra_env).await
-}
-
-async fn kubectl(env: &TestEnv, args: &[&str]) -> Run {
-    let kubectl = env.kubectl().expect("kubectl");
-    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
-    let mut all = vec!["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT];
-    all.extend(args);
-    let result = run(&kubectl, &all, &[]).await;
-    assert_eq!(result.code, Some(0), "kubectl {args:?}: {}", result.stderr);
-    result
-}
 
 fn forbidden() -> Vec<String> {
     let mut out = Vec::new();
@@ -73,50 +28,20 @@ async fn cluster_drift_reports_out_of_band_edits_and_apply_repairs_them() {
     let env = TestEnv::shared().await;
     env.install_openshift_roles().await.expect("roles");
     let ns = unique_name("pw-drift");
-    kubectl(env, &["create", "namespace", &ns]).await;
-    kubectl(env, &["-n", &ns, "create", "serviceaccount", "default"]).await;
-    kubectl(env, &["-n", &ns, "create", "serviceaccount", "builder"]).await;
+    kubectl_ok(env, &["create", "namespace", &ns]).await;
+    kubectl_ok(env, &["-n", &ns, "create", "serviceaccount", "default"]).await;
+    kubectl_ok(env, &["-n", &ns, "create", "serviceaccount", "builder"]).await;
 
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
     std::fs::write(
         dir.path().join("workspace.yaml"),
-        format!(
-            "apiVersion: pullwarden.dev/v1alpha1
-kind: Workspace
-metadata: {{name: drift-test}}
-spec:
-  namespaces: {{include: [\"{ns}\"]}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: Registry
-metadata: {{name: quay}}
-spec:
-  server: quay.io
-  username: robot
-  password: {{fromFile: password}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullSecret
-metadata: {{name: quay-pull}}
-spec:
-  registries: [quay]
-  namespaces: [\"{ns}\"]
-  serviceAccounts: [{{name: default}}]
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullGrant
-metadata: {{name: builder-pulls}}
-spec:
-  namespaces: [\"{ns}\"]
-  to: [{{serviceAccount: {ns}/builder}}]
-"
-        ),
+        common::one_namespace_workspace("drift-test", &ns, "{fromFile: password}", Some("builder")),
     )
     .unwrap();
     let ws = dir.path().to_str().unwrap();
 
-    let applied = pullwarden(env, &["apply", ws, "--auto-approve"], &[]).await;
+    let applied = pullwarden_admin(env, &["apply", ws, "--auto-approve"], &[]).await;
     assert_eq!(
         applied.code,
         Some(0),
@@ -124,7 +49,7 @@ spec:
         applied.stdout,
         applied.stderr
     );
-    let in_sync = pullwarden(env, &["drift", ws], &[]).await;
+    let in_sync = pullwarden_admin(env, &["drift", ws], &[]).await;
     assert_eq!(
         in_sync.code,
         Some(0),
@@ -135,7 +60,7 @@ spec:
     assert!(in_sync.stdout.contains("In sync"), "{}", in_sync.stdout);
 
     // 1. a link removed from the ServiceAccount
-    kubectl(
+    kubectl_ok(
         env,
         &[
             "-n",
@@ -154,7 +79,7 @@ spec:
         r#"{{"auths":{{"quay.io":{{"username":"robot","password":"{INTRUDER_PASSWORD}","auth":"{}"}}}}}}"#,
         STANDARD.encode(format!("robot:{INTRUDER_PASSWORD}"))
     ));
-    kubectl(
+    kubectl_ok(
         env,
         &[
             "-n",
@@ -169,14 +94,14 @@ spec:
     )
     .await;
     // 3. the RoleBinding deleted
-    let bindings = kubectl(env, &["-n", &ns, "get", "rolebindings", "-o", "name"]).await;
+    let bindings = kubectl_ok(env, &["-n", &ns, "get", "rolebindings", "-o", "name"]).await;
     let binding = bindings
         .stdout
         .lines()
         .find(|l| l.contains("pullwarden:drift-test:builder-pulls"))
         .expect("the managed binding exists")
         .to_string();
-    kubectl(env, &["-n", &ns, "delete", &binding]).await;
+    kubectl_ok(env, &["-n", &ns, "delete", &binding]).await;
 
     let junit = dir.path().join("drift.xml");
     let summary = dir.path().join("summary.md");
@@ -184,7 +109,7 @@ spec:
     let mut outputs = Vec::new();
     let mut json_stdout = String::new();
     for format in ["text", "markdown", "json"] {
-        let result = pullwarden(
+        let result = pullwarden_admin(
             env,
             &["drift", ws, "--format", format, "--junit", junit_arg],
             &[
@@ -243,7 +168,7 @@ spec:
         }
     }
 
-    let repaired = pullwarden(env, &["apply", ws, "--auto-approve"], &[]).await;
+    let repaired = pullwarden_admin(env, &["apply", ws, "--auto-approve"], &[]).await;
     assert_eq!(
         repaired.code,
         Some(0),
@@ -251,7 +176,7 @@ spec:
         repaired.stdout,
         repaired.stderr
     );
-    let after = pullwarden(env, &["drift", ws], &[]).await;
+    let after = pullwarden_admin(env, &["drift", ws], &[]).await;
     assert_eq!(after.code, Some(0), "{}{}", after.stdout, after.stderr);
     for bad in forbidden() {
         assert!(!repaired.stdout.contains(&bad) && !repaired.stderr.contains(&bad));
@@ -281,10 +206,10 @@ async fn cluster_snapshot_plans_like_the_cluster_and_holds_no_credential() {
     let env = TestEnv::shared().await;
     env.install_openshift_roles().await.expect("roles");
     let ns = unique_name("pw-snap");
-    kubectl(env, &["create", "namespace", &ns]).await;
-    kubectl(env, &["-n", &ns, "create", "serviceaccount", "default"]).await;
+    kubectl_ok(env, &["create", "namespace", &ns]).await;
+    kubectl_ok(env, &["-n", &ns, "create", "serviceaccount", "default"]).await;
     // An unrelated Secret with a credential in its data and in a client-side-apply annotation.
-    kubectl(
+    kubectl_ok(
         env,
         &[
             "-n",
@@ -297,7 +222,7 @@ async fn cluster_snapshot_plans_like_the_cluster_and_holds_no_credential() {
         ],
     )
     .await;
-    kubectl(
+    kubectl_ok(
         env,
         &["-n", &ns, "annotate", "secret", "app-token",
           &format!("kubectl.kubernetes.io/last-applied-configuration={{\"data\":{{\"token\":\"{INTRUDER_PASSWORD}\"}}}}")],
@@ -307,34 +232,11 @@ async fn cluster_snapshot_plans_like_the_cluster_and_holds_no_credential() {
     std::fs::write(dir.path().join("password"), format!("{PASSWORD}\n")).unwrap();
     std::fs::write(
         dir.path().join("workspace.yaml"),
-        format!(
-            "apiVersion: pullwarden.dev/v1alpha1
-kind: Workspace
-metadata: {{name: snap-test}}
-spec:
-  namespaces: {{include: [\"{ns}\"]}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: Registry
-metadata: {{name: quay}}
-spec:
-  server: quay.io
-  username: robot
-  password: {{fromFile: password}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullSecret
-metadata: {{name: quay-pull}}
-spec:
-  registries: [quay]
-  namespaces: [\"{ns}\"]
-  serviceAccounts: [{{name: default}}]
-"
-        ),
+        common::one_namespace_workspace("snap-test", &ns, "{fromFile: password}", None),
     )
     .unwrap();
     let ws = dir.path().to_str().unwrap();
-    let applied = pullwarden(env, &["apply", ws, "--auto-approve"], &[]).await;
+    let applied = pullwarden_admin(env, &["apply", ws, "--auto-approve"], &[]).await;
     assert_eq!(
         applied.code,
         Some(0),
@@ -345,10 +247,10 @@ spec:
 
     let snap = dir.path().join("snapshot.json");
     let snap_arg = snap.to_str().unwrap();
-    let taken = pullwarden(env, &["snapshot", "--out", snap_arg], &[]).await;
+    let taken = pullwarden_admin(env, &["snapshot", "--out", snap_arg], &[]).await;
     assert_eq!(taken.code, Some(0), "{}", taken.stderr);
     // Same credentials: the digests match, so the snapshot shows no change.
-    let offline = pullwarden(
+    let offline = pullwarden_admin(
         env,
         &["plan", ws, "--live", snap_arg, "--detailed-exitcode"],
         &[],
@@ -366,7 +268,7 @@ spec:
     let intruder = STANDARD.encode(format!(
         r#"{{"auths":{{"quay.io":{{"username":"robot","password":"{INTRUDER_PASSWORD}"}}}}}}"#
     ));
-    kubectl(
+    kubectl_ok(
         env,
         &[
             "-n",
@@ -380,10 +282,10 @@ spec:
         ],
     )
     .await;
-    let taken = pullwarden(env, &["snapshot", "--out", snap_arg], &[]).await;
+    let taken = pullwarden_admin(env, &["snapshot", "--out", snap_arg], &[]).await;
     assert_eq!(taken.code, Some(0), "{}", taken.stderr);
-    let online = pullwarden(env, &["plan", ws, "--format", "json"], &[]).await;
-    let offline = pullwarden(
+    let online = pullwarden_admin(env, &["plan", ws, "--format", "json"], &[]).await;
+    let offline = pullwarden_admin(
         env,
         &["plan", ws, "--format", "json", "--live", snap_arg],
         &[],

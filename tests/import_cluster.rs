@@ -5,60 +5,27 @@
 //! the ServiceAccount lists and the bindings' subjects are byte-identical.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::Stdio;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, unique_name};
+mod common;
+
+use pullwarden_testenv::{TestEnv, unique_name};
+
+/// `kubectl ARGS` as the admin; must succeed; its stdout.
+async fn kubectl(env: &TestEnv, args: &[&str]) -> String {
+    common::kubectl_ok(env, args).await.stdout
+}
+
+/// `pullwarden ARGS` as the admin, with the workspace's variables set.
+async fn pullwarden(env: &TestEnv, args: &[&str], vars: &[(String, String)]) -> common::Run {
+    let vars: Vec<(&str, &str)> = vars.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    common::pullwarden_admin(env, args, &vars).await
+}
 
 const QUAY_PASSWORD: &str = "Import-Canary-Quay-3c9e";
 const INTERNAL_PASSWORD: &str = "Import-Canary-Internal-8d1b";
 const LEGACY_PASSWORD: &str = "Import-Canary-Legacy-5a7f";
-
-struct Run {
-    code: Option<i32>,
-    stdout: String,
-    stderr: String,
-}
-
-async fn run(program: &Path, args: &[&str], env_vars: &[(String, String)]) -> Run {
-    let mut command = tokio::process::Command::new(program);
-    command
-        .args(args)
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .kill_on_drop(true);
-    for (k, v) in env_vars {
-        command.env(k, v);
-    }
-    let output = tokio::time::timeout(std::time::Duration::from_secs(120), command.output())
-        .await
-        .expect("child finished in time")
-        .expect("child ran");
-    Run {
-        code: output.status.code(),
-        stdout: String::from_utf8_lossy(&output.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&output.stderr).into_owned(),
-    }
-}
-
-async fn pullwarden(env: &TestEnv, args: &[&str], vars: &[(String, String)]) -> Run {
-    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
-    let mut all = args.to_vec();
-    all.extend(["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT]);
-    run(Path::new(env!("CARGO_BIN_EXE_pullwarden")), &all, vars).await
-}
-
-async fn kubectl(env: &TestEnv, args: &[&str]) -> String {
-    let kubectl = env.kubectl().expect("kubectl");
-    let kubeconfig = env.kubeconfig().to_str().expect("UTF-8 path");
-    let mut all = vec!["--kubeconfig", kubeconfig, "--context", ADMIN_CONTEXT];
-    all.extend(args);
-    let result = run(&kubectl, &all, &[]).await;
-    assert_eq!(result.code, Some(0), "kubectl {args:?}: {}", result.stderr);
-    result.stdout
-}
 
 /// What must not change: secret data, SA lists, binding subjects, by object.
 async fn contents(env: &TestEnv, namespaces: &[String]) -> BTreeMap<String, String> {
