@@ -9,7 +9,7 @@ use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
-use pullwarden_core::live::LiveState;
+use pullwarden_core::live::{LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState};
 use serde::de::DeserializeOwned;
 
 use crate::convert::{
@@ -327,7 +327,11 @@ pub async fn read_live_or_namespaces(
 }
 
 /// One namespace's secrets, service accounts and role bindings.
-type NamespaceObjects = (Vec<Secret>, Vec<ServiceAccount>, Vec<RoleBinding>);
+type NamespaceObjects = (
+    Vec<LiveSecret>,
+    Vec<LiveServiceAccount>,
+    Vec<LiveRoleBinding>,
+);
 
 /// Secrets, service accounts and role bindings of the given namespaces (each
 /// listed, paginated), for credentials without cluster-wide read access. The
@@ -343,23 +347,26 @@ pub async fn read_live_in_namespaces(
             .map(|ns| async move {
                 let scope = format!("namespace {ns}");
                 tokio::try_join!(
-                    list_pages::<Secret>(
+                    list_pages(
                         Api::namespaced(client.clone(), &ns),
                         page_size,
                         "secrets",
-                        &scope
+                        &scope,
+                        |s: Secret| Some(live_secret(s))
                     ),
-                    list_pages::<ServiceAccount>(
+                    list_pages(
                         Api::namespaced(client.clone(), &ns),
                         page_size,
                         "serviceaccounts",
-                        &scope
+                        &scope,
+                        |sa: ServiceAccount| Some(live_service_account(sa))
                     ),
-                    list_pages::<RoleBinding>(
+                    list_pages(
                         Api::namespaced(client.clone(), &ns),
                         page_size,
                         "rolebindings",
-                        &scope
+                        &scope,
+                        |rb: RoleBinding| Some(live_role_binding(rb))
                     ),
                 )
             })
@@ -372,11 +379,9 @@ pub async fn read_live_in_namespaces(
     };
     for result in results {
         let (secrets, service_accounts, role_bindings) = result?;
-        live.secrets.extend(secrets.into_iter().map(live_secret));
-        live.service_accounts
-            .extend(service_accounts.into_iter().map(live_service_account));
-        live.role_bindings
-            .extend(role_bindings.into_iter().map(live_role_binding));
+        live.secrets.extend(secrets);
+        live.service_accounts.extend(service_accounts);
+        live.role_bindings.extend(role_bindings);
     }
     sort_live_state(&mut live);
     Ok(live)
@@ -396,19 +401,27 @@ pub async fn read_live_with_page_size(
     page_size: u32,
 ) -> Result<LiveState, ClusterError> {
     let (namespaces, secrets, service_accounts, role_bindings) = tokio::try_join!(
-        list_all::<Namespace>(client, page_size, "namespaces"),
-        list_all::<Secret>(client, page_size, "secrets"),
-        list_all::<ServiceAccount>(client, page_size, "serviceaccounts"),
-        list_all::<RoleBinding>(client, page_size, "rolebindings"),
+        list_all(client, page_size, "namespaces", |ns: Namespace| {
+            live_namespace(&ns)
+        }),
+        list_all(client, page_size, "secrets", |s: Secret| Some(live_secret(
+            s
+        ))),
+        list_all(
+            client,
+            page_size,
+            "serviceaccounts",
+            |sa: ServiceAccount| { Some(live_service_account(sa)) }
+        ),
+        list_all(client, page_size, "rolebindings", |rb: RoleBinding| {
+            Some(live_role_binding(rb))
+        }),
     )?;
     let mut live = LiveState {
-        namespaces: namespaces.iter().filter_map(live_namespace).collect(),
-        secrets: secrets.into_iter().map(live_secret).collect(),
-        service_accounts: service_accounts
-            .into_iter()
-            .map(live_service_account)
-            .collect(),
-        role_bindings: role_bindings.into_iter().map(live_role_binding).collect(),
+        namespaces: namespaces.into_iter().collect(),
+        secrets,
+        service_accounts,
+        role_bindings,
     };
     sort_live_state(&mut live);
     Ok(live)
@@ -419,11 +432,12 @@ pub async fn read_live_with_page_size(
 const EXPIRED_LIST_RESTARTS: u32 = 2;
 
 /// Every object of kind `K` in the cluster, page by page.
-async fn list_all<K>(
+async fn list_all<K, T>(
     client: &Client,
     page_size: u32,
     resource: &str,
-) -> Result<Vec<K>, ClusterError>
+    convert: fn(K) -> Option<T>,
+) -> Result<Vec<T>, ClusterError>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -432,17 +446,19 @@ where
         page_size,
         resource,
         "cluster scope",
+        convert,
     )
     .await
 }
 
 /// Every object of one kind in `api`'s scope, page by page.
-async fn list_pages<K>(
+async fn list_pages<K, T>(
     api: Api<K>,
     page_size: u32,
     resource: &str,
     scope: &str,
-) -> Result<Vec<K>, ClusterError>
+    convert: fn(K) -> Option<T>,
+) -> Result<Vec<T>, ClusterError>
 where
     K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
 {
@@ -463,7 +479,8 @@ where
                 }
                 Err(e) => return Err(request_error(&e, None, "list", resource, scope)),
             };
-            objects.extend(page.items);
+            // Converted page by page: only one page of raw objects is held at a time.
+            objects.extend(page.items.into_iter().filter_map(convert));
             match page.metadata.continue_.filter(|token| !token.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(objects),
