@@ -339,6 +339,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     }
     let options = ApplyOptions {
         concurrency: usize::from(args.concurrency),
+        listed: Some(std::sync::Arc::new(live)),
         ..ApplyOptions::default()
     };
     let total = plan.changes.len();

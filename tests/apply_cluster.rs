@@ -533,15 +533,14 @@ async fn cluster_concurrent_writer_on_service_account_is_retried() {
     let hooks = Hooks {
         before_service_account_write: Some(hook),
     };
-    let outcomes = pullwarden_kube::apply::apply(
-        &client,
-        &plan,
-        &desired,
-        &ApplyOptions::default(),
-        &hooks,
-        &|_| {},
-    )
-    .await;
+    // With the listed state: the first write is a merge patch carrying the
+    // listed resourceVersion (no GET), which the hook's write turns into a 409.
+    let options = ApplyOptions {
+        listed: Some(std::sync::Arc::new(live.clone())),
+        ..ApplyOptions::default()
+    };
+    let outcomes =
+        pullwarden_kube::apply::apply(&client, &plan, &desired, &options, &hooks, &|_| {}).await;
     assert_eq!(outcomes.len(), plan.changes.len());
     for outcome in &outcomes {
         assert_eq!(

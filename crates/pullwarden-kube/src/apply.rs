@@ -23,7 +23,7 @@ use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
-use kube::api::{Api, DeleteParams, PostParams, Preconditions};
+use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, Resource};
 
 /// The field manager of every write, so `managedFields` tell pullwarden's
@@ -52,6 +52,10 @@ pub struct ApplyOptions {
     pub max_conflict_retries: u32,
     /// Attempts of one request on 429, 5xx and timeouts (with backoff).
     pub max_attempts: u32,
+    /// The state the plan was computed from. When given, a link edit first
+    /// tries a merge patch built from the listed ServiceAccount, guarded by its
+    /// resourceVersion (no GET); a 409 falls back to read-modify-write.
+    pub listed: Option<std::sync::Arc<pullwarden_core::live::LiveState>>,
 }
 
 impl Default for ApplyOptions {
@@ -60,6 +64,7 @@ impl Default for ApplyOptions {
             concurrency: 8,
             max_conflict_retries: 8,
             max_attempts: 5,
+            listed: None,
         }
     }
 }
@@ -192,6 +197,9 @@ struct Cx {
     options: ApplyOptions,
     hooks: Hooks,
 }
+
+/// The listed version of an object was not the current one (409).
+struct Conflicted;
 
 /// A failed request, already reduced to something to print.
 struct Failure(String);
@@ -405,6 +413,11 @@ impl Cx {
         let api: Api<ServiceAccount> = Api::namespaced(self.client.clone(), &change.namespace);
         let mut conflicts = 0;
         let mut transient = 0;
+        match self.relink_listed(&api, change, links).await {
+            Some(Ok(())) => return Ok(0),
+            Some(Err(Conflicted)) => conflicts += 1,
+            None => {}
+        }
         loop {
             let mut sa = match self.retry(|| api.get(&change.name)).await {
                 Ok(sa) => sa,
@@ -509,6 +522,85 @@ impl Cx {
                 }
                 Err(e) => return Err(e.into()),
             }
+        }
+    }
+
+    /// The first attempt of a link edit without a GET: a JSON merge patch of
+    /// `imagePullSecrets` (replaced whole: it is atomic) and of this
+    /// workspace's record, built from the ServiceAccount as listed for the plan
+    /// and carrying its resourceVersion, so the server refuses it (409) if the
+    /// object moved. `None` when not applicable (no listed state, another
+    /// version listed, `secrets` entries to edit: those are full object
+    /// references this state does not keep); then read-modify-write runs.
+    async fn relink_listed(
+        &self,
+        api: &Api<ServiceAccount>,
+        change: &Change,
+        links: &LinkDiff,
+    ) -> Option<Result<(), Conflicted>> {
+        let listed = self.options.listed.as_ref()?;
+        let assumed = change.assumed.as_ref()?;
+        if !links.mount_added.is_empty() || !links.mount_removed.is_empty() {
+            return None;
+        }
+        let sa = listed.service_accounts.iter().find(|sa| {
+            sa.meta.namespace == change.namespace
+                && sa.meta.name == change.name
+                && sa.meta.uid == assumed.uid
+                && sa.meta.resource_version == assumed.resource_version
+        })?;
+        if let Some(hook) = &self.hooks.before_service_account_write {
+            hook(change.namespace.clone(), change.name.clone()).await;
+        }
+        let previous = plan::link_records(&sa.meta)
+            .remove(&self.workspace)
+            .unwrap_or_default();
+        let mut record = plan::LinkRecord {
+            pull: links
+                .record
+                .pull
+                .iter()
+                .filter(|n| previous.pull.contains(*n) || links.pull_added.contains(*n))
+                .cloned()
+                .collect(),
+            mount: links
+                .record
+                .mount
+                .intersection(&previous.mount)
+                .cloned()
+                .collect(),
+        };
+        let mut pulls: Vec<String> = sa.image_pull_secrets.clone();
+        for name in &links.pull_added {
+            if pulls.contains(name) {
+                if !previous.pull.contains(name) {
+                    record.pull.remove(name);
+                }
+            } else {
+                pulls.push(name.clone());
+            }
+        }
+        pulls.retain(|n| !(links.pull_removed.contains(n) && previous.pull.contains(n)));
+        let annotation = plan::links_annotation(&sa.meta, &self.workspace, &record);
+        let patch = serde_json::json!({
+            "metadata": {
+                "resourceVersion": assumed.resource_version,
+                "annotations": { LINKS_ANNOTATION: annotation },
+            },
+            "imagePullSecrets": pulls.iter().map(|n| serde_json::json!({ "name": n })).collect::<Vec<_>>(),
+        });
+        let params = PatchParams {
+            field_manager: Some(FIELD_MANAGER.to_string()),
+            ..PatchParams::default()
+        };
+        match api
+            .patch(&change.name, &params, &Patch::Merge(&patch))
+            .await
+        {
+            Ok(_) => Some(Ok(())),
+            Err(e) if status_code(&e) == Some(409) => Some(Err(Conflicted)),
+            // Anything else: the read-modify-write path decides, with its retries.
+            Err(_) => None,
         }
     }
 
