@@ -289,8 +289,8 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let client = connect(&rt, &args.cluster, out)?;
     let live = read_live(&rt, None, Some(&client), &named_namespaces(&ws), out)?;
     let (plan, desired) = if let Some(saved) = saved {
-        let desired = plan::desired(&ws, &registries, &live);
-        let reasons = saved::stale_reasons(&saved, &ws.name, &live, &desired);
+        let fresh = make_plan(&ws, &registries, &live, saved.plan.adopt);
+        let reasons = saved::stale_reasons(&saved, &ws.name, &live, &fresh.desired);
         if !reasons.is_empty() {
             for reason in &reasons {
                 out.status(&format!("stale: {reason}"));
@@ -304,14 +304,13 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         }
         // The file is data from disk: it is executed only if it is exactly the
         // plan the workspace gives now (a hand-edited plan cannot widen what apply does).
-        let fresh = make_plan(&ws, &registries, &live, saved.plan.adopt);
         if fresh.plan.changes != saved.plan.changes || fresh.plan.errors != saved.plan.errors {
             out.status(
                 "pullwarden: refusing the saved plan: it is not the plan this workspace gives for the cluster as it is (was it edited, or the workspace changed?); nothing was written. Plan again.",
             );
             return Err(Failed);
         }
-        (saved.plan, desired)
+        (saved.plan, fresh.desired)
     } else {
         let planned = make_plan(&ws, &registries, &live, args.adopt);
         (planned.plan, planned.desired)
