@@ -623,10 +623,17 @@ fn plan_secrets(
                     ..finding(
                         "conflict",
                         Some(ns),
-                        format!(
-                            "Secret {ns}/{name} belongs to workspace `{other}`; {} wants the same name (never adopted across workspaces)",
-                            want.source
-                        ),
+                        if other.is_empty() {
+                            format!(
+                                "Secret {ns}/{name} is labelled as pullwarden's but names no workspace; {} wants the same name (never adopted: fix its labels by hand)",
+                                want.source
+                            )
+                        } else {
+                            format!(
+                                "Secret {ns}/{name} belongs to workspace `{other}`; {} wants the same name (never adopted across workspaces)",
+                                want.source
+                            )
+                        },
                     )
                 });
                 continue;
