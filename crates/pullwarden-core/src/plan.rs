@@ -360,6 +360,35 @@ fn finding(code: &str, namespace: Option<&str>, message: String) -> Finding {
     }
 }
 
+/// The live namespaces inside the scope that a glob matches (recorded for
+/// saved plans); none is a warning naming `what`.
+fn expand_glob(
+    ws: &Workspace,
+    live: &LiveState,
+    glob: &NamespacePattern,
+    what: &str,
+    desired: &mut Desired,
+) -> Vec<String> {
+    let matched: Vec<String> = live
+        .namespaces
+        .iter()
+        .filter(|ns| glob.matches(ns) && ws.scope.contains(ns))
+        .cloned()
+        .collect();
+    if matched.is_empty() {
+        desired.warnings.push(finding(
+            "glob_matches_nothing",
+            None,
+            format!(
+                "{what} `{}` matches no namespace inside the workspace's scope",
+                glob.as_str()
+            ),
+        ));
+    }
+    desired.matched_namespaces.extend(matched.iter().cloned());
+    matched
+}
+
 /// Expands a target list: exact names (which must exist) and globs matched
 /// against the live namespaces inside the scope, minus the exclusions.
 fn expand_targets(
@@ -385,25 +414,7 @@ fn expand_targets(
                 }
             }
             glob @ NamespacePattern::Glob { .. } => {
-                let matched: Vec<&String> = live
-                    .namespaces
-                    .iter()
-                    .filter(|ns| glob.matches(ns) && ws.scope.contains(ns))
-                    .collect();
-                if matched.is_empty() {
-                    desired.warnings.push(finding(
-                        "glob_matches_nothing",
-                        None,
-                        format!(
-                            "{owner}: `{}` matches no namespace inside the workspace's scope",
-                            glob.as_str()
-                        ),
-                    ));
-                }
-                for ns in matched {
-                    desired.matched_namespaces.insert(ns.clone());
-                    out.insert(ns.clone());
-                }
+                out.extend(expand_glob(ws, live, glob, &format!("{owner}:"), desired));
             }
         }
     }
@@ -483,23 +494,8 @@ pub fn desired(
                     subjects.push(RbacSubject::group(&format!("system:serviceaccounts:{ns}")));
                 }
                 Subject::AllServiceAccountsIn(glob) => {
-                    let matched: Vec<&String> = live
-                        .namespaces
-                        .iter()
-                        .filter(|ns| glob.matches(ns) && ws.scope.contains(ns))
-                        .collect();
-                    if matched.is_empty() {
-                        desired.warnings.push(finding(
-                            "glob_matches_nothing",
-                            None,
-                            format!(
-                                "{owner}: allServiceAccountsIn `{}` matches no namespace inside the workspace's scope",
-                                glob.as_str()
-                            ),
-                        ));
-                    }
-                    for ns in matched {
-                        desired.matched_namespaces.insert(ns.clone());
+                    let what = format!("{owner}: allServiceAccountsIn");
+                    for ns in expand_glob(ws, live, glob, &what, &mut desired) {
                         subjects.push(RbacSubject::group(&format!("system:serviceaccounts:{ns}")));
                     }
                 }

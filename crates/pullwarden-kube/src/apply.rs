@@ -443,59 +443,51 @@ impl Cx {
             let previous = plan::link_records(&meta)
                 .remove(&self.workspace)
                 .unwrap_or_default();
-            // Ours now: what the plan records that was ours when read, plus what is added below.
-            let mut record = plan::LinkRecord {
-                pull: links
-                    .record
-                    .pull
-                    .iter()
-                    .filter(|n| previous.pull.contains(*n) || links.pull_added.contains(*n))
-                    .cloned()
+            let current: Vec<String> = sa
+                .image_pull_secrets
+                .iter()
+                .flatten()
+                .map(|r| r.name.clone())
+                .collect();
+            let (pull_names, pull_record) = edit_names(
+                &current,
+                &links.pull_added,
+                &links.pull_removed,
+                &previous.pull,
+                &links.record.pull,
+            );
+            sa.image_pull_secrets = Some(
+                pull_names
+                    .into_iter()
+                    .map(|name| LocalObjectReference { name })
                     .collect(),
-                mount: links
-                    .record
-                    .mount
-                    .iter()
-                    .filter(|n| previous.mount.contains(*n) || links.mount_added.contains(*n))
-                    .cloned()
-                    .collect(),
-            };
-
-            let pulls = sa.image_pull_secrets.get_or_insert_with(Vec::new);
-            let present: BTreeSet<String> = pulls.iter().map(|r| r.name.clone()).collect();
-            for name in &links.pull_added {
-                if present.contains(name) {
-                    // Someone added it meanwhile: not ours to record.
-                    if !previous.pull.contains(name) {
-                        record.pull.remove(name);
-                    }
-                } else {
-                    pulls.push(LocalObjectReference { name: name.clone() });
-                }
-            }
-            pulls.retain(|r| {
-                !(links.pull_removed.contains(&r.name) && previous.pull.contains(&r.name))
-            });
-
+            );
+            // `secrets` entries are full object references: keep them as they are.
+            let current: Vec<String> = sa
+                .secrets
+                .iter()
+                .flatten()
+                .filter_map(|r| r.name.clone())
+                .collect();
+            let (mount_names, mount_record) = edit_names(
+                &current,
+                &links.mount_added,
+                &links.mount_removed,
+                &previous.mount,
+                &links.record.mount,
+            );
             let mounts = sa.secrets.get_or_insert_with(Vec::new);
-            let present: BTreeSet<String> = mounts.iter().filter_map(|r| r.name.clone()).collect();
-            for name in &links.mount_added {
-                if present.contains(name) {
-                    if !previous.mount.contains(name) {
-                        record.mount.remove(name);
-                    }
-                } else {
-                    mounts.push(ObjectReference {
-                        name: Some(name.clone()),
-                        ..ObjectReference::default()
-                    });
-                }
+            mounts.retain(|r| r.name.as_ref().is_none_or(|n| mount_names.contains(n)));
+            for name in mount_names.iter().filter(|n| !current.contains(n)) {
+                mounts.push(ObjectReference {
+                    name: Some(name.clone()),
+                    ..ObjectReference::default()
+                });
             }
-            mounts.retain(|r| {
-                r.name.as_ref().is_none_or(|n| {
-                    !(links.mount_removed.contains(n) && previous.mount.contains(n))
-                })
-            });
+            let record = plan::LinkRecord {
+                pull: pull_record,
+                mount: mount_record,
+            };
 
             let annotations = sa.metadata.annotations.get_or_insert_with(BTreeMap::new);
             match plan::links_annotation(&meta, &self.workspace, &record) {
@@ -555,14 +547,15 @@ impl Cx {
         let previous = plan::link_records(&sa.meta)
             .remove(&self.workspace)
             .unwrap_or_default();
-        let mut record = plan::LinkRecord {
-            pull: links
-                .record
-                .pull
-                .iter()
-                .filter(|n| previous.pull.contains(*n) || links.pull_added.contains(*n))
-                .cloned()
-                .collect(),
+        let (pulls, pull_record) = edit_names(
+            &sa.image_pull_secrets,
+            &links.pull_added,
+            &links.pull_removed,
+            &previous.pull,
+            &links.record.pull,
+        );
+        let record = plan::LinkRecord {
+            pull: pull_record,
             mount: links
                 .record
                 .mount
@@ -570,17 +563,6 @@ impl Cx {
                 .cloned()
                 .collect(),
         };
-        let mut pulls: Vec<String> = sa.image_pull_secrets.clone();
-        for name in &links.pull_added {
-            if pulls.contains(name) {
-                if !previous.pull.contains(name) {
-                    record.pull.remove(name);
-                }
-            } else {
-                pulls.push(name.clone());
-            }
-        }
-        pulls.retain(|n| !(links.pull_removed.contains(n) && previous.pull.contains(n)));
         let annotation = plan::links_annotation(&sa.meta, &self.workspace, &record);
         let patch = serde_json::json!({
             "metadata": {
@@ -721,6 +703,39 @@ impl Cx {
     }
 }
 
+/// One list of a ServiceAccount edited as the plan says, against what is
+/// there now: the new names (order kept, additions appended) and this
+/// workspace's record for the list. Only entries recorded as ours when read
+/// are removed; an entry someone else added meanwhile is not recorded.
+fn edit_names(
+    current: &[String],
+    added: &[String],
+    removed: &[String],
+    previous: &BTreeSet<String>,
+    planned: &BTreeSet<String>,
+) -> (Vec<String>, BTreeSet<String>) {
+    let mut names: Vec<String> = current
+        .iter()
+        .filter(|n| !(removed.contains(n) && previous.contains(*n)))
+        .cloned()
+        .collect();
+    let mut record: BTreeSet<String> = planned
+        .iter()
+        .filter(|n| previous.contains(*n) || added.contains(n))
+        .cloned()
+        .collect();
+    for name in added {
+        if current.contains(name) {
+            if !previous.contains(name) {
+                record.remove(name);
+            }
+        } else {
+            names.push(name.clone());
+        }
+    }
+    (names, record)
+}
+
 fn pullwarden_kube_meta(meta: &ObjectMeta) -> pullwarden_core::live::Meta {
     pullwarden_core::live::Meta {
         annotations: meta.annotations.clone().unwrap_or_default(),
@@ -736,5 +751,33 @@ fn rbac_subject(subject: &RbacSubject) -> Subject {
         name: subject.name.clone(),
         namespace: subject.namespace.clone(),
         api_group,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    fn set(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn edits_only_what_is_ours_and_records_only_what_it_added() {
+        // "theirs" was never ours; "old" was ours and is unlinked; "kept" stays ours;
+        // "new" is added; "raced" was added by someone else meanwhile.
+        let (list, record) = edit_names(
+            &names(&["theirs", "old", "kept", "raced"]),
+            &names(&["new", "raced"]),
+            &names(&["old", "theirs"]),
+            &set(&["old", "kept"]),
+            &set(&["kept", "new", "raced"]),
+        );
+        assert_eq!(list, names(&["theirs", "kept", "raced", "new"]));
+        assert_eq!(record, set(&["kept", "new"]));
     }
 }

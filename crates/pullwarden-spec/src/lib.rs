@@ -50,23 +50,7 @@ pub fn load_str(path: &Path, text: &str, env: &dyn credentials::Environment) -> 
             documents,
         }],
         Err(error) => {
-            let offset = floor_boundary(text, error.offset.unwrap_or(0));
-            if let Some(value) = load::value_on_line(text, offset) {
-                sources.redact(&pullwarden_core::model::Origin { file, span: value });
-            }
-            problems.push(
-                Problem::error(
-                    "pullwarden::spec::yaml_syntax",
-                    format!("invalid YAML: {}", error.message),
-                )
-                .at(
-                    &pullwarden_core::model::Origin {
-                        file,
-                        span: offset..offset,
-                    },
-                    "here",
-                ),
-            );
+            problems.push(load::syntax_problem(&mut sources, file, &error));
             return Loaded {
                 sources,
                 workspace: None,
@@ -75,14 +59,6 @@ pub fn load_str(path: &Path, text: &str, env: &dyn credentials::Environment) -> 
         }
     };
     finish(sources, &parsed, problems, env)
-}
-
-fn floor_boundary(text: &str, offset: usize) -> usize {
-    let mut offset = offset.min(text.len());
-    while !text.is_char_boundary(offset) {
-        offset -= 1;
-    }
-    offset
 }
 
 /// Reads and validates the workspace at `path` (a file or a directory),

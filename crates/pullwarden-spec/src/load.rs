@@ -124,29 +124,7 @@ pub fn read_files(
                 dir,
                 documents,
             }),
-            Err(error) => {
-                let mut offset = error.offset.unwrap_or(0).min(text.len());
-                while !text.is_char_boundary(offset) {
-                    offset -= 1;
-                }
-                // The line may hold a half-written credential: show its key, not its value.
-                if let Some(value) = value_on_line(&text, offset) {
-                    sources.redact(&pullwarden_core::model::Origin { file, span: value });
-                }
-                problems.push(
-                    Problem::error(
-                        "pullwarden::spec::yaml_syntax",
-                        format!("invalid YAML: {}", error.message),
-                    )
-                    .at(
-                        &pullwarden_core::model::Origin {
-                            file,
-                            span: offset..offset,
-                        },
-                        "here",
-                    ),
-                );
-            }
+            Err(error) => problems.push(syntax_problem(sources, file, &error)),
         }
     }
     (parsed, problems)
@@ -172,4 +150,32 @@ pub(crate) fn value_on_line(text: &str, offset: usize) -> Option<std::ops::Range
     let end = text[start..].find('\n').map_or(text.len(), |i| start + i);
     let colon = text[start..end].find(": ").map(|i| start + i + 2)?;
     (colon < end).then_some(colon..end)
+}
+
+/// A YAML syntax error as a problem at its place. The line may hold a
+/// half-written credential: its value is masked, its key stays readable.
+pub(crate) fn syntax_problem(
+    sources: &mut Sources,
+    file: pullwarden_core::model::FileId,
+    error: &yaml::SyntaxError,
+) -> Problem {
+    let text = sources.get(file).text.clone();
+    let mut offset = error.offset.unwrap_or(0).min(text.len());
+    while !text.is_char_boundary(offset) {
+        offset -= 1;
+    }
+    if let Some(value) = value_on_line(&text, offset) {
+        sources.redact(&pullwarden_core::model::Origin { file, span: value });
+    }
+    Problem::error(
+        "pullwarden::spec::yaml_syntax",
+        format!("invalid YAML: {}", error.message),
+    )
+    .at(
+        &pullwarden_core::model::Origin {
+            file,
+            span: offset..offset,
+        },
+        "here",
+    )
 }
