@@ -77,15 +77,51 @@ pub fn load_resolved(
 }
 
 /// The async runtime of one command (two workers: the work is I/O).
-pub fn runtime(out: &Output) -> Result<tokio::runtime::Runtime, Failed> {
+/// The async runtime of one command. Dropping it waits only briefly for
+/// blocking tasks: a credential plugin that hangs past the request timeout
+/// must not keep the process from exiting.
+pub struct Runtime(Option<tokio::runtime::Runtime>);
+
+impl std::ops::Deref for Runtime {
+    type Target = tokio::runtime::Runtime;
+    fn deref(&self) -> &tokio::runtime::Runtime {
+        self.0.as_ref().expect("the runtime lives until dropped")
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        if let Some(rt) = self.0.take() {
+            rt.shutdown_timeout(std::time::Duration::from_millis(200));
+        }
+    }
+}
+
+pub fn runtime(out: &Output) -> Result<Runtime, Failed> {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
+        .map(|rt| Runtime(Some(rt)))
         .map_err(|e| {
             out.status(&format!("pullwarden: cannot start the async runtime: {e}"));
             Failed
         })
+}
+
+/// How the cluster is read: the one retry policy, bounded by `--request-timeout`.
+fn read_options(cluster: &ClusterArgs) -> pullwarden_kube::ReadOptions {
+    pullwarden_kube::ReadOptions {
+        retry: retry_policy(cluster),
+        ..pullwarden_kube::ReadOptions::default()
+    }
+}
+
+fn retry_policy(cluster: &ClusterArgs) -> pullwarden_kube::RetryPolicy {
+    pullwarden_kube::RetryPolicy {
+        request_timeout: cluster.request_timeout,
+        ..pullwarden_kube::RetryPolicy::default()
+    }
 }
 
 /// Connects to the cluster named by the kubeconfig flags.
@@ -97,6 +133,7 @@ pub fn connect(
     rt.block_on(pullwarden_kube::connect(
         cluster.kubeconfig.as_deref(),
         cluster.context.as_deref(),
+        cluster.request_timeout,
     ))
     .map_err(|e| {
         out.report(&miette::Report::new(e));
@@ -110,13 +147,16 @@ pub fn read_live(
     live: Option<&Path>,
     client: Option<&kube::Client>,
     named: &[String],
+    options: &pullwarden_kube::ReadOptions,
     out: &Output,
 ) -> Result<LiveState, Failed> {
     let started = std::time::Instant::now();
     let result = match (live, client) {
         (Some(path), _) => pullwarden_kube::read_live_files(path).map_err(miette::Report::new),
         (None, Some(client)) => rt
-            .block_on(pullwarden_kube::read_live_or_namespaces(client, named))
+            .block_on(pullwarden_kube::read_live_or_namespaces(
+                client, named, options,
+            ))
             .map(|(state, scoped)| {
                 if scoped {
                     out.status(&format!(
@@ -159,7 +199,14 @@ fn live_state(
         None => Some(connect(&rt, cluster, out)?),
         Some(_) => None,
     };
-    read_live(&rt, live, client.as_ref(), named, out)
+    read_live(
+        &rt,
+        live,
+        client.as_ref(),
+        named,
+        &read_options(cluster),
+        out,
+    )
 }
 
 /// The namespaces a workspace names exactly (targets inside its scope): what
@@ -287,7 +334,14 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let (ws, registries) = load_resolved(&args.path, out)?;
     let rt = runtime(out)?;
     let client = connect(&rt, &args.cluster, out)?;
-    let live = read_live(&rt, None, Some(&client), &named_namespaces(&ws), out)?;
+    let live = read_live(
+        &rt,
+        None,
+        Some(&client),
+        &named_namespaces(&ws),
+        &read_options(&args.cluster),
+        out,
+    )?;
     let (plan, desired) = if let Some(saved) = saved {
         let fresh = make_plan(&ws, &registries, &live, saved.plan.adopt);
         let reasons = saved::stale_reasons(&saved, &ws.name, &live, &fresh.desired);
@@ -339,12 +393,17 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let options = ApplyOptions {
         concurrency: usize::from(args.concurrency),
         listed: Some(std::sync::Arc::new(live)),
+        retry: retry_policy(&args.cluster),
         ..ApplyOptions::default()
     };
     let total = plan.changes.len();
     let done = std::sync::atomic::AtomicUsize::new(0);
+    // Each change is reported the moment it ends, so a run cut short (killed,
+    // a lost connection) still leaves a record of what was written.
     let progress = |outcome: &pullwarden_kube::apply::Outcome| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+        out.progress_done();
+        out.status(&outcome_line(&plan.changes[outcome.index], &outcome.status));
         out.progress(n, total, &describe_change(&plan.changes[outcome.index]));
     };
     let outcomes = rt.block_on(pullwarden_kube::apply::apply(
@@ -356,22 +415,10 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         &progress,
     ));
     out.progress_done();
-    let mut failed = 0;
-    for outcome in &outcomes {
-        let change = &plan.changes[outcome.index];
-        let report_line = match &outcome.status {
-            OutcomeStatus::Done => format!("done     {}", describe_change(change)),
-            OutcomeStatus::Failed(reason) => {
-                failed += 1;
-                format!("FAILED   {}: {reason}", describe_change(change))
-            }
-            OutcomeStatus::Skipped(reason) => {
-                failed += 1;
-                format!("skipped  {}: {reason}", describe_change(change))
-            }
-        };
-        out.status(&report_line);
-    }
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.status != OutcomeStatus::Done)
+        .count();
     if failed > 0 {
         out.status(&format!(
             "Apply incomplete: {failed} of {total} changes did not succeed. Fix the cause and run apply again: it converges."
@@ -386,18 +433,21 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
 }
 
 fn describe_change(change: &plan::Change) -> String {
-    let action = match change.action {
-        plan::Action::Create => "create",
-        plan::Action::Update => "update",
-        plan::Action::Replace => "replace",
-        plan::Action::Delete => "delete",
-        plan::Action::Adopt => "adopt",
-        plan::Action::Link => "link",
-    };
-    format!(
-        "{action} {:?} {}/{}",
-        change.kind, change.namespace, change.name
-    )
+    render::change_title(change)
+}
+
+/// The line apply prints when a change ends.
+fn outcome_line(change: &plan::Change, status: &pullwarden_kube::apply::OutcomeStatus) -> String {
+    use pullwarden_kube::apply::OutcomeStatus;
+    match status {
+        OutcomeStatus::Done => format!("done     {}", describe_change(change)),
+        OutcomeStatus::Failed(reason) => {
+            format!("FAILED   {}: {reason}", describe_change(change))
+        }
+        OutcomeStatus::Skipped(reason) => {
+            format!("skipped  {}: {reason}", describe_change(change))
+        }
+    }
 }
 
 fn read_saved_plan(file: &Path, out: &Output) -> Result<saved::SavedPlan, Failed> {
@@ -492,7 +542,14 @@ pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
     let Ok(client) = connect(&rt, &args.cluster, out) else {
         return ExitCode::from(1);
     };
-    let Ok(live) = read_live(&rt, None, Some(&client), &[], out) else {
+    let Ok(live) = read_live(
+        &rt,
+        None,
+        Some(&client),
+        &[],
+        &read_options(&args.cluster),
+        out,
+    ) else {
         return ExitCode::from(1);
     };
     let salt = random_bytes::<16>();

@@ -502,7 +502,7 @@ async fn cluster_concurrent_writer_on_service_account_is_retried() {
     let (registries, problems) = credentials::resolve(&ws, &ProcessEnvironment);
     assert!(problems.is_empty(), "credentials do not resolve");
     let client = env.admin();
-    let live = pullwarden_kube::read_live(&client)
+    let live = pullwarden_kube::read_live(&client, &pullwarden_kube::ReadOptions::default())
         .await
         .expect("read_live");
     let desired = plan::desired(&ws, &registries, &live);
@@ -582,7 +582,7 @@ async fn cluster_concurrent_writer_on_service_account_is_retried() {
         assert!(!rec_mount.contains(&dockercfg) && !rec_pull.contains(&dockercfg));
     }
     // Converged: nothing left to do, OpenShift's entries are not ours to touch.
-    let live = pullwarden_kube::read_live(&client)
+    let live = pullwarden_kube::read_live(&client, &pullwarden_kube::ReadOptions::default())
         .await
         .expect("read_live");
     let desired = plan::desired(&ws, &registries, &live);

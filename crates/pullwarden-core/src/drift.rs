@@ -19,8 +19,10 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
+use crate::escape;
 use crate::live::{LiveState, Meta, Ownership, SOURCE_ANNOTATION};
 use crate::plan::{Action, Change, Detail, Finding, ObjectKind, Plan, link_records};
+use crate::render::kind_name;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -348,25 +350,29 @@ pub fn text(report: &DriftReport) -> String {
         for item in items {
             let _ = write!(
                 out,
-                "  {} {:?} {}/{}: {}",
+                "  {} {} {}/{}: {}",
                 if class == DriftClass::Drift { "!" } else { "+" },
-                item.kind,
-                item.namespace,
-                item.name,
-                item.what
+                kind_name(item.kind),
+                escape::text(&item.namespace),
+                escape::text(&item.name),
+                escape::text(&item.what)
             );
             if !item.changed_by.is_empty() {
-                let _ = write!(out, " (changed by {})", item.changed_by.join(", "));
+                let _ = write!(
+                    out,
+                    " (changed by {})",
+                    escape::text(&item.changed_by.join(", "))
+                );
             }
             out.push('\n');
         }
         out.push('\n');
     }
     for f in &report.missing {
-        let _ = writeln!(out, "missing: {}", f.message);
+        let _ = writeln!(out, "missing: {}", escape::text(&f.message));
     }
     for f in &report.errors {
-        let _ = writeln!(out, "error: {}", f.message);
+        let _ = writeln!(out, "error: {}", escape::text(&f.message));
     }
     if report.in_sync {
         out.push_str("In sync: the cluster matches the workspace.\n");
@@ -389,7 +395,10 @@ pub fn text(report: &DriftReport) -> String {
 /// Markdown for a job summary or an issue.
 pub fn markdown(report: &DriftReport) -> String {
     use std::fmt::Write as _;
-    let mut out = format!("### pullwarden drift: workspace `{}`\n\n", report.workspace);
+    let mut out = format!(
+        "### pullwarden drift: workspace {}\n\n",
+        escape::markdown(&report.workspace)
+    );
     if report.in_sync {
         out.push_str("**In sync.** The cluster matches the workspace.\n");
         return out;
@@ -404,17 +413,17 @@ pub fn markdown(report: &DriftReport) -> String {
     for item in &report.items {
         let _ = writeln!(
             out,
-            "| {:?} | {:?} `{}/{}` | {} | {} |",
+            "| {:?} | {} {}/{} | {} | {} |",
             item.class,
-            item.kind,
-            item.namespace,
-            item.name,
-            item.what.replace('|', "\\|"),
-            item.changed_by.join(", ")
+            kind_name(item.kind),
+            escape::markdown(&item.namespace),
+            escape::markdown(&item.name),
+            escape::markdown(&item.what),
+            escape::markdown(&item.changed_by.join(", "))
         );
     }
     for f in report.missing.iter().chain(&report.errors) {
-        let _ = writeln!(out, "\n:x: {}", f.message.replace('|', "\\|"));
+        let _ = writeln!(out, "\n:x: {}", escape::markdown(&f.message));
     }
     out
 }
@@ -431,9 +440,9 @@ pub fn junit(report: &DriftReport) -> String {
     for item in &report.items {
         let _ = writeln!(
             out,
-            "    <testcase classname=\"{}\" name=\"{:?} {}\"><failure type=\"{:?}\" message=\"{}\"/></testcase>",
+            "    <testcase classname=\"{}\" name=\"{} {}\"><failure type=\"{:?}\" message=\"{}\"/></testcase>",
             xml(&item.namespace),
-            item.kind,
+            kind_name(item.kind),
             xml(&item.name),
             item.class,
             xml(&item.what)
@@ -456,10 +465,7 @@ pub fn junit(report: &DriftReport) -> String {
 }
 
 fn xml(text: &str) -> String {
-    text.replace('&', "&amp;")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
-        .replace('"', "&quot;")
+    escape::xml(text)
 }
 
 /// GitHub Actions workflow commands: one annotation per item.
@@ -474,11 +480,11 @@ pub fn github_annotations(report: &DriftReport) -> String {
         };
         let _ = writeln!(
             out,
-            "::{level} title=pullwarden {:?}::{:?} {}/{}: {}",
+            "::{level} title=pullwarden {:?}::{} {}/{}: {}",
             item.class,
-            item.kind,
-            item.namespace,
-            item.name,
+            kind_name(item.kind),
+            gh_escape(&item.namespace),
+            gh_escape(&item.name),
             gh_escape(&item.what)
         );
     }
@@ -489,9 +495,7 @@ pub fn github_annotations(report: &DriftReport) -> String {
 }
 
 fn gh_escape(text: &str) -> String {
-    text.replace('%', "%25")
-        .replace('\r', "%0D")
-        .replace('\n', "%0A")
+    escape::workflow_message(text)
 }
 
 #[cfg(test)]
@@ -700,6 +704,104 @@ mod tests {
         assert!(text(&report).contains("In sync"));
         assert!(junit(&report).contains("name=\"in sync\""));
         assert!(github_annotations(&report).is_empty());
+    }
+
+    /// Every renderer, fed hostile strings wherever text from the cluster
+    /// can reach it, gives output its medium parses as intended: text and
+    /// annotations one line per item with no control character, markdown
+    /// with no tag or cell break of the input's, JUnit well-formed XML.
+    #[test]
+    fn every_renderer_escapes_hostile_strings_for_its_medium() {
+        use crate::escape::tests::HOSTILE;
+        let items: Vec<DriftItem> = HOSTILE
+            .iter()
+            .enumerate()
+            .map(|(i, raw)| DriftItem {
+                class: if i % 2 == 0 {
+                    DriftClass::Drift
+                } else {
+                    DriftClass::Pending
+                },
+                namespace: (*raw).to_string(),
+                kind: ObjectKind::Secret,
+                name: format!("n{i}{raw}"),
+                what: format!("registry key {raw} removed"),
+                changed_by: vec![(*raw).to_string()],
+                change: i,
+            })
+            .collect();
+        let finding = |raw: &str| Finding {
+            code: "pullwarden::plan::conflict".into(),
+            namespace: Some(raw.into()),
+            message: format!("in the way: {raw}"),
+            assumed: None,
+        };
+        let report = DriftReport {
+            format_version: 1,
+            workspace: "ws</details>".into(),
+            in_sync: false,
+            drift: items.len(),
+            pending: 0,
+            items,
+            missing: HOSTILE.iter().map(|r| finding(r)).collect(),
+            errors: HOSTILE.iter().map(|r| finding(r)).collect(),
+            warnings: Vec::new(),
+        };
+        let n = HOSTILE.len();
+
+        let text = text(&report);
+        assert!(!crate::escape::needs_escaping(&text.replace('\n', "")));
+        let item_lines = text
+            .lines()
+            .filter(|l| l.starts_with("  ! ") || l.starts_with("  + "))
+            .count();
+        assert_eq!(item_lines, n, "{text}");
+        assert_eq!(
+            text.lines().filter(|l| l.starts_with("missing: ")).count(),
+            n
+        );
+
+        let annotations = github_annotations(&report);
+        assert_eq!(annotations.lines().count(), 3 * n, "{annotations}");
+        for line in annotations.lines() {
+            assert!(
+                line.starts_with("::error title=pullwarden")
+                    || line.starts_with("::warning title=pullwarden"),
+                "{line}"
+            );
+            assert!(!crate::escape::needs_escaping(line), "{line:?}");
+        }
+
+        let markdown = markdown(&report);
+        assert!(!markdown.contains("</details>") && !markdown.contains('@'));
+        assert!(!crate::escape::needs_escaping(&markdown.replace('\n', "")));
+        let rows: Vec<&str> = markdown.lines().filter(|l| l.starts_with("| ")).collect();
+        assert_eq!(rows.len(), n + 1, "header + one row per item: {markdown}");
+        for row in &rows {
+            // cell separators: bars not escaped by a backslash
+            let bytes = row.as_bytes();
+            let bars = (0..bytes.len())
+                .filter(|&i| bytes[i] == b'|' && (i == 0 || bytes[i - 1] != b'\\'))
+                .count();
+            assert_eq!(bars, 5, "four cells: {row}");
+        }
+
+        let junit = junit(&report);
+        let document = roxmltree::Document::parse(&junit).expect("well-formed XML");
+        let cases: Vec<_> = document
+            .descendants()
+            .filter(|n| n.has_tag_name("testcase"))
+            .collect();
+        assert_eq!(cases.len(), 3 * n);
+        let names: Vec<&str> = cases
+            .iter()
+            .filter_map(|c| c.attribute("classname"))
+            .collect();
+        assert!(names.contains(&"x?::error::forged"), "{names:?}");
+        assert!(
+            names.contains(&"<![CDATA[ ]]> </failure> & \" ' <"),
+            "round-trips: {names:?}"
+        );
     }
 
     #[test]

@@ -56,15 +56,25 @@ struct Candidate<'a> {
     mount: BTreeSet<String>,
 }
 
-/// Text safe inside a `#` comment or a message: no line breaks or control characters.
+/// Text safe inside a `#` comment (of YAML or of the shell-sourced
+/// `credentials.env.example`) or a message: no line breaks or control characters.
 fn plain(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::escape::text(text)
 }
 
+/// A YAML double-quoted scalar holding `text` exactly: JSON's escapes, and
+/// `\\uXXXX` for what JSON leaves raw but a terminal or editor would act on.
 fn yaml_string(text: &str) -> String {
-    serde_json::to_string(text).expect("strings serialize")
+    let json = serde_json::to_string(text).expect("strings serialize");
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        if crate::escape::is_unsafe(c) {
+            let _ = write!(out, "\\u{:04X}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 /// A DNS-subdomain-safe name from arbitrary text.
@@ -91,13 +101,26 @@ fn sanitize(text: &str) -> String {
     }
 }
 
-fn env_name(registry: &str, what: &str) -> String {
+/// The stem of a Registry's variables (`PW_QUAY_IO`), unique among
+/// `taken`: registries `quay.io` and `quay-io` must not share a credential.
+fn env_stem(registry: &str, taken: &mut BTreeSet<String>) -> String {
     let base: String = registry
         .to_ascii_uppercase()
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    format!("PW_{base}_{what}")
+    let stem = format!("PW_{base}");
+    if taken.insert(stem.clone()) {
+        return stem;
+    }
+    let mut n = 2;
+    loop {
+        let candidate = format!("{stem}_{n}");
+        if taken.insert(candidate.clone()) {
+            return candidate;
+        }
+        n += 1;
+    }
 }
 
 fn unique(name: String, taken: &mut BTreeSet<String>) -> String {
@@ -143,7 +166,7 @@ pub fn import(
         }
         if let Ownership::OtherWorkspace(other) = meta.ownership(workspace) {
             out.skipped
-                .push(format!("{what}: managed by workspace `{other}`"));
+                .push(plain(&format!("{what}: managed by workspace `{other}`")));
             continue;
         }
         let Some(Ok(entries)) = secret
@@ -151,8 +174,9 @@ pub fn import(
             .get(data_key)
             .map(|d| dockerconfig::parse(d.expose(), format))
         else {
-            out.skipped
-                .push(format!("{what}: its data is not a usable docker config"));
+            out.skipped.push(plain(&format!(
+                "{what}: its data is not a usable docker config"
+            )));
             continue;
         };
         let (mut pull, mut mount) = (BTreeSet::new(), BTreeSet::new());
@@ -182,6 +206,7 @@ pub fn import(
     // 2. Registries, one per distinct credential.
     let mut registry_of: BTreeMap<CredentialKey, String> = BTreeMap::new();
     let mut registry_names = BTreeSet::new();
+    let mut variable_stems = BTreeSet::new();
     let mut registries_yaml = String::new();
     let credential = |entry: &Entry| CredentialKey {
         server: entry.server.clone(),
@@ -235,11 +260,15 @@ pub fn import(
             let cred = credential(entry);
             let registry = registry_of.entry(cred).or_insert_with(|| {
                 let registry = unique(sanitize(&entry.server), &mut registry_names);
-                let user_var = env_name(&registry, "USERNAME");
-                let pass_var = env_name(&registry, "PASSWORD");
-                let source = format!("{}/{}", first.secret.meta.namespace, name);
-                out.variables.push((user_var.clone(), format!("the username for {} (as in Secret {source})", entry.server)));
-                out.variables.push((pass_var.clone(), format!("the password for {} (as in Secret {source})", entry.server)));
+                let stem = env_stem(&registry, &mut variable_stems);
+                let user_var = format!("{stem}_USERNAME");
+                let pass_var = format!("{stem}_PASSWORD");
+                // Every value from the cluster lands in comments and messages
+                // only through `plain`: `credentials.env.example` is sourced by a shell.
+                let source = plain(&format!("{}/{}", first.secret.meta.namespace, name));
+                let server = plain(&entry.server);
+                out.variables.push((user_var.clone(), format!("the username for {server} (as in Secret {source})")));
+                out.variables.push((pass_var.clone(), format!("the password for {server} (as in Secret {source})")));
                 let _ = write!(
                     registries_yaml,
                     "---\napiVersion: pullwarden.dev/v1alpha1\nkind: Registry\nmetadata:\n  name: {}\nspec:\n  server: {}\n  username: {{fromEnv: {user_var}}}\n  password: {{fromEnv: {pass_var}}}\n",
@@ -409,7 +438,7 @@ pub fn import(
         "# The variables the imported workspace reads. Values are never written by pullwarden.\n",
     );
     for (var, what) in &out.variables {
-        let _ = writeln!(env, "# {what}\n{var}=");
+        let _ = writeln!(env, "# {}\n{var}=", plain(what));
     }
     out.files.insert("credentials.env.example".into(), env);
     out
@@ -440,6 +469,71 @@ mod tests {
             type_: "kubernetes.io/dockerconfigjson".into(),
             immutable: false,
             data: BTreeMap::from([(".dockerconfigjson".to_string(), SecretString::new(json))]),
+        }
+    }
+
+    /// #16.1: a registry key chosen by whoever can create a Secret must not
+    /// become a shell command in `credentials.env.example` (which the README
+    /// sources), nor a line of any YAML file; `quay.io` and `quay-io` must
+    /// not share variables.
+    #[test]
+    fn hostile_registry_keys_cannot_run_code_or_share_a_credential() {
+        let secret = |ns: &str, name: &str, server: &str| {
+            let json = serde_json::json!({"auths": {server: {"username": "u", "password": "p"}}})
+                .to_string();
+            LiveSecret {
+                meta: meta(ns, name),
+                from_snapshot_file: false,
+                type_: "kubernetes.io/dockerconfigjson".into(),
+                immutable: false,
+                data: BTreeMap::from([(".dockerconfigjson".to_string(), SecretString::new(json))]),
+            }
+        };
+        let mut live = LiveState::default();
+        live.secrets.push(secret(
+            "a",
+            "team-pull",
+            "registry.example.com\ntouch /tmp/PWNED #",
+        ));
+        live.secrets.push(secret("b", "dots", "quay.io"));
+        live.secrets.push(secret("c", "dashes", "quay-io"));
+        live.secrets
+            .push(secret("d", "sep", "r.example\u{2028}id\r$(id)"));
+        let imported = import(&live, "ws", &[], &DigestKey::from_bytes([1; 32]));
+        let env = &imported.files["credentials.env.example"];
+        for line in env.lines() {
+            let is_comment = line.starts_with("# ");
+            let is_assignment = line.strip_suffix('=').is_some_and(|var| {
+                !var.is_empty()
+                    && var
+                        .chars()
+                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
+            });
+            assert!(
+                is_comment || is_assignment,
+                "a line a shell would run: {line:?}\n{env}"
+            );
+        }
+        assert!(
+            !crate::escape::needs_escaping(&env.replace('\n', "")),
+            "{env:?}"
+        );
+        let vars: Vec<&String> = imported.variables.iter().map(|(v, _)| v).collect();
+        let distinct: BTreeSet<&String> = vars.iter().copied().collect();
+        assert_eq!(
+            distinct.len(),
+            vars.len(),
+            "no two registries share a variable: {vars:?}"
+        );
+        assert_eq!(vars.len(), 8);
+        for (name, text) in &imported.files {
+            for line in text.lines() {
+                assert!(!line.starts_with("touch"), "{name}: {text}");
+            }
+            assert!(
+                !crate::escape::needs_escaping(&text.replace('\n', "")),
+                "{name}: {text:?}"
+            );
         }
     }
 

@@ -7,11 +7,13 @@
 
 pub mod dockerconfig;
 pub mod drift;
+pub mod escape;
 pub mod import;
 pub mod live;
 pub mod model;
 pub mod names;
 pub mod plan;
+pub mod pull;
 pub mod render;
 pub mod saved;
 pub mod secret;

@@ -31,9 +31,7 @@ impl Style {
 /// Text from the cluster made safe to print: no control characters (no
 /// terminal escapes, no line breaks that could forge a CI workflow command).
 pub fn safe(text: &str) -> String {
-    text.chars()
-        .map(|c| if c.is_control() { '?' } else { c })
-        .collect()
+    crate::escape::text(text)
 }
 
 fn glyph(action: Action) -> (&'static str, &'static str, &'static str) {
@@ -47,12 +45,36 @@ fn glyph(action: Action) -> (&'static str, &'static str, &'static str) {
     }
 }
 
-fn kind_name(kind: ObjectKind) -> &'static str {
+/// How a kind is shown to people, everywhere.
+pub fn kind_name(kind: ObjectKind) -> &'static str {
     match kind {
         ObjectKind::Secret => "Secret",
         ObjectKind::ServiceAccount => "ServiceAccount",
         ObjectKind::RoleBinding => "RoleBinding",
     }
+}
+
+/// A change in a few words, for progress and apply's report:
+/// `create Secret ns/name`, `unlink ServiceAccount ns/default`.
+pub fn change_title(change: &Change) -> String {
+    let action = match (change.action, &change.detail) {
+        (Action::Link, Detail::Links(links)) => {
+            let adds = !links.pull_added.is_empty() || !links.mount_added.is_empty();
+            let removes = !links.pull_removed.is_empty() || !links.mount_removed.is_empty();
+            match (adds, removes) {
+                (false, true) => "unlink",
+                (true, true) => "link and unlink",
+                _ => "link",
+            }
+        }
+        (action, _) => glyph(action).1,
+    };
+    safe(&format!(
+        "{action} {} {}/{}",
+        kind_name(change.kind),
+        change.namespace,
+        change.name
+    ))
 }
 
 /// The one-line summary: "N to create, N to update, N to replace, N to delete".
@@ -373,9 +395,7 @@ pub fn markdown(plan: &Plan) -> String {
 }
 
 fn escape_md(text: &str) -> String {
-    text.replace('|', "\\|")
-        .replace('<', "&lt;")
-        .replace('>', "&gt;")
+    crate::escape::markdown(text)
 }
 
 /// `--format json`: the plan with its summary (`format_version` 1: the `Plan` fields, plus `summary` and `has_changes`).

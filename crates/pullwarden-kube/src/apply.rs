@@ -50,8 +50,9 @@ pub struct ApplyOptions {
     pub concurrency: usize,
     /// How often a ServiceAccount edit is redone after a 409 Conflict.
     pub max_conflict_retries: u32,
-    /// Attempts of one request on 429, 5xx and timeouts (with backoff).
-    pub max_attempts: u32,
+    /// Attempts of one request on 429, 5xx, transport errors and timeouts
+    /// (with backoff), and the bound on each attempt.
+    pub retry: crate::retry::RetryPolicy,
     /// The state the plan was computed from. When given, a link edit first
     /// tries a merge patch built from the listed ServiceAccount, guarded by its
     /// resourceVersion (no GET); a 409 falls back to read-modify-write.
@@ -63,7 +64,7 @@ impl Default for ApplyOptions {
         Self {
             concurrency: 8,
             max_conflict_retries: 8,
-            max_attempts: 5,
+            retry: crate::retry::RetryPolicy::default(),
             listed: None,
         }
     }
@@ -216,17 +217,41 @@ impl From<kube::Error> for Failure {
 /// printed (a credential plugin's output can hold a token).
 fn describe(error: &kube::Error) -> String {
     match error {
+        kube::Error::Api(status)
+            if status
+                .details
+                .iter()
+                .flat_map(|d| d.causes.iter())
+                .any(|c| c.reason == "NamespaceTerminating") =>
+        {
+            "the namespace is being deleted (Terminating): nothing new can be created in it"
+                .to_string()
+        }
         kube::Error::Api(status) => {
             let reason = if status.reason.is_empty() {
                 "no reason given".to_string()
             } else {
-                status.reason.clone()
+                pullwarden_core::escape::text(&status.reason)
             };
-            format!("the API server refused it: HTTP {} {reason}", status.code)
+            let fields = crate::cluster::status_fields(status);
+            let fields = if fields.is_empty() {
+                String::new()
+            } else {
+                format!(" (fields: {})", fields.join(", "))
+            };
+            format!(
+                "the API server refused it: HTTP {} {reason}{fields}",
+                status.code
+            )
         }
-        other if crate::cluster::is_auth_failure(other) => {
-            "the credentials were rejected or could not be refreshed".to_string()
-        }
+        other if crate::retry::is_auth_failure(other) => format!(
+            "the kubeconfig's credential plugin failed: {}",
+            crate::cluster::credential_plugin_reason(other)
+        ),
+        other if crate::retry::is_timeout(other) => format!(
+            "the API server did not answer within {:?} (--request-timeout); the write may or may not have landed: plan again",
+            crate::cluster::timeout_of(other)
+        ),
         kube::Error::HyperError(_) | kube::Error::Service(_) => {
             "the API server could not be reached or did not answer".to_string()
         }
@@ -241,33 +266,28 @@ fn status_code(error: &kube::Error) -> Option<u16> {
     }
 }
 
-fn is_transient(error: &kube::Error) -> bool {
-    match error {
-        kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => true,
-        _ => false,
-    }
-}
-
 impl Cx {
-    /// Runs one request, retrying with backoff on 429, 5xx and transport errors.
-    async fn retry<T, F, Fut>(&self, mut call: F) -> Result<T, kube::Error>
+    /// Runs one request under the one retry policy ([`crate::retry`]).
+    async fn retry<T, F, Fut>(&self, call: F) -> Result<T, kube::Error>
     where
         F: FnMut() -> Fut,
         Fut: Future<Output = Result<T, kube::Error>>,
     {
-        let mut delay = Duration::from_millis(200);
-        let mut attempt = 1;
-        loop {
-            match call().await {
-                Err(e) if is_transient(&e) && attempt < self.options.max_attempts => {
-                    tokio::time::sleep(delay).await;
-                    delay = (delay * 2).min(Duration::from_secs(5));
-                    attempt += 1;
-                }
-                other => return other,
-            }
-        }
+        crate::retry::retry(&self.options.retry, call).await
+    }
+
+    /// One attempt, bounded by the request timeout, for loops that decide
+    /// themselves what to redo.
+    async fn once<T, F, Fut>(&self, call: F) -> Result<T, kube::Error>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, kube::Error>>,
+    {
+        let policy = crate::retry::RetryPolicy {
+            max_attempts: 1,
+            ..self.options.retry
+        };
+        crate::retry::retry(&policy, call).await
     }
 
     fn labels(&self) -> BTreeMap<String, String> {
@@ -353,13 +373,17 @@ impl Cx {
         match change.action {
             Action::Create => {
                 let secret = fresh();
-                self.create_ours(&api, &secret, &change.name).await?;
+                self.create_ours(&api, &secret, &change.name, same_secret)
+                    .await?;
             }
             Action::Replace => {
                 self.delete_guarded(&api, &change.name, change.assumed.as_ref())
                     .await?;
                 let secret = fresh();
-                if let Err(e) = self.create_ours(&api, &secret, &change.name).await {
+                if let Err(e) = self
+                    .create_ours(&api, &secret, &change.name, same_secret)
+                    .await
+                {
                     return Err(Failure(format!(
                         "DELETED BUT NOT RECREATED ({}): pods cannot pull with it until apply is run again",
                         e.0
@@ -499,7 +523,7 @@ impl Cx {
                 }
             }
             // `replace` sends the resourceVersion we read: a write in between is a 409.
-            match api.replace(&change.name, &POST, &sa).await {
+            match self.once(|| api.replace(&change.name, &POST, &sa)).await {
                 Ok(_) => return Ok(conflicts),
                 Err(e)
                     if status_code(&e) == Some(409)
@@ -507,7 +531,10 @@ impl Cx {
                 {
                     conflicts += 1;
                 }
-                Err(e) if is_transient(&e) && transient < self.options.max_attempts => {
+                Err(e)
+                    if crate::retry::is_transient(&e)
+                        && transient < self.options.retry.max_attempts =>
+                {
                     // Not a conflict: back off exponentially, like every other request.
                     tokio::time::sleep(Duration::from_millis(200) * 2u32.pow(transient)).await;
                     transient += 1;
@@ -610,7 +637,8 @@ impl Cx {
                     },
                     subjects: Some(subjects),
                 };
-                self.create_ours(&api, &binding, &change.name).await?;
+                self.create_ours(&api, &binding, &change.name, same_binding)
+                    .await?;
                 // The new binding exists; only now is the old one removed.
                 if let Some(old) = &diff.replaces {
                     self.delete_guarded(&api, &old.name, Some(&old.assumed))
@@ -647,10 +675,19 @@ impl Cx {
         }
     }
 
-    /// Creates an object. A 409 `AlreadyExists` after a retried request may be
-    /// our own first attempt having landed: then the object carries this
-    /// workspace's labels and the create counts as done.
-    async fn create_ours<K>(&self, api: &Api<K>, object: &K, name: &str) -> Result<(), Failure>
+    /// Creates an object. A 409 `AlreadyExists` may be our own first attempt
+    /// having landed (its response lost), or a concurrent apply of the same
+    /// workspace: it counts as done only when the object there carries this
+    /// workspace's labels *and* the content this plan wants (`same_content`).
+    /// Anything else (other content, forged labels, another registry) fails
+    /// the change: reporting it created would be a lie.
+    async fn create_ours<K>(
+        &self,
+        api: &Api<K>,
+        object: &K,
+        name: &str,
+        same_content: fn(&K, &K) -> bool,
+    ) -> Result<(), Failure>
     where
         K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
     {
@@ -659,15 +696,26 @@ impl Cx {
             Err(e) if status_code(&e) == Some(409) => {
                 let existing = self.retry(|| api.get(name)).await?;
                 let labels = existing.meta().labels.clone().unwrap_or_default();
-                if labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+                let ours = labels.get(MANAGED_BY_LABEL).map(String::as_str)
+                    == Some(MANAGED_BY_VALUE)
                     && labels.get(WORKSPACE_LABEL) == Some(&self.workspace)
-                    && object.meta().labels.as_ref() == Some(&labels)
-                {
-                    Ok(())
-                } else {
+                    && object.meta().labels.as_ref() == Some(&labels);
+                let source = |k: &K| {
+                    k.meta()
+                        .annotations
+                        .as_ref()
+                        .and_then(|a| a.get(SOURCE_ANNOTATION).cloned())
+                };
+                if !ours {
                     Err(Failure(
                         "it was created by someone else since it was planned; plan again".into(),
                     ))
+                } else if source(&existing) != source(object) || !same_content(&existing, object) {
+                    Err(Failure(
+                        "it already exists with this workspace's labels but other content (another apply running at the same time?); plan again".into(),
+                    ))
+                } else {
+                    Ok(())
                 }
             }
             Err(e) => Err(e.into()),
@@ -701,6 +749,32 @@ impl Cx {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether a Secret found in place of one we create holds what we would
+/// have written (type and data; compared, never printed).
+fn same_secret(existing: &Secret, wanted: &Secret) -> bool {
+    existing.type_ == wanted.type_
+        && existing.data.clone().unwrap_or_default() == wanted.data.clone().unwrap_or_default()
+        && existing.string_data.is_none()
+}
+
+/// Whether a RoleBinding found in place of one we create grants what ours
+/// would (role and subjects).
+fn same_binding(existing: &RoleBinding, wanted: &RoleBinding) -> bool {
+    let subjects = |rb: &RoleBinding| {
+        let mut list: Vec<(String, String, Option<String>)> = rb
+            .subjects
+            .iter()
+            .flatten()
+            .map(|s| (s.kind.clone(), s.name.clone(), s.namespace.clone()))
+            .collect();
+        list.sort();
+        list
+    };
+    existing.role_ref.kind == wanted.role_ref.kind
+        && existing.role_ref.name == wanted.role_ref.name
+        && subjects(existing) == subjects(wanted)
 }
 
 /// One list of a ServiceAccount edited as the plan says, against what is

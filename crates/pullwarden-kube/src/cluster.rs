@@ -3,6 +3,7 @@
 use std::fmt::Debug;
 use std::io;
 use std::path::Path;
+use std::time::Duration;
 
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
@@ -15,6 +16,7 @@ use serde::de::DeserializeOwned;
 use crate::convert::{
     live_namespace, live_role_binding, live_secret, live_service_account, sort_live_state,
 };
+use crate::retry::{RetryPolicy, is_auth_failure, retry};
 
 /// Page size of every LIST `read_live` sends.
 pub const PAGE_SIZE: u32 = 500;
@@ -69,7 +71,9 @@ pub enum ClusterError {
         scope: String,
     },
 
-    #[error("the Kubernetes API server refused to {verb} {resource}: {message} ({code} {reason})")]
+    /// The server's own message is never quoted: it can echo the object
+    /// (for a Secret, its data); the fields it names are.
+    #[error("the Kubernetes API server refused to {verb} {resource}: HTTP {code} {reason}{}", fields_suffix(.fields))]
     #[diagnostic(
         code(pullwarden::cluster::api),
         help("retry; if it persists, check the API server's health and logs")
@@ -79,8 +83,92 @@ pub enum ClusterError {
         resource: String,
         code: u16,
         reason: String,
-        message: String,
+        /// The fields the server's `details.causes` name, if any.
+        fields: Vec<String>,
     },
+
+    #[error("the server{} answered, but not as a Kubernetes API server: {reason}", at_server(.server.as_deref()))]
+    #[diagnostic(
+        code(pullwarden::cluster::not_kubernetes),
+        help(
+            "check the server URL of the kubeconfig context: a proxy, load balancer or web server may be answering in its place"
+        )
+    )]
+    NotKubernetes {
+        server: Option<String>,
+        reason: String,
+    },
+
+    #[error("the kubeconfig's credential plugin failed: {reason}")]
+    #[diagnostic(
+        code(pullwarden::cluster::credential_plugin),
+        help(
+            "run the plugin's command by hand (see `users[].user.exec` in the kubeconfig) and log in again; its output is never shown, as it may hold a token"
+        )
+    )]
+    CredentialPlugin { reason: String },
+
+    #[error("the Kubernetes API server{} did not answer within {timeout:?} (--request-timeout)", at_server(.server.as_deref()))]
+    #[diagnostic(
+        code(pullwarden::cluster::timeout),
+        help(
+            "check the cluster's health and the network; raise --request-timeout if the cluster is slow but answering"
+        )
+    )]
+    Timeout {
+        server: Option<String>,
+        timeout: std::time::Duration,
+    },
+}
+
+fn fields_suffix(fields: &[String]) -> String {
+    if fields.is_empty() {
+        String::new()
+    } else {
+        format!(" (fields: {})", fields.join(", "))
+    }
+}
+
+/// The fields a failure status names (`details.causes[].field`), shown in
+/// place of its message, which can quote the object.
+pub(crate) fn status_fields(status: &kube::core::Status) -> Vec<String> {
+    let mut fields: Vec<String> = status
+        .details
+        .iter()
+        .flat_map(|d| d.causes.iter())
+        .filter(|c| !c.field.is_empty())
+        .map(|c| pullwarden_core::escape::text(&c.field))
+        .collect();
+    fields.sort();
+    fields.dedup();
+    fields.truncate(5);
+    fields
+}
+
+/// Why a credential plugin failed, without its output (which may hold a
+/// token): the command the kubeconfig names and how it ended.
+pub(crate) fn credential_plugin_reason(error: &(dyn std::error::Error + 'static)) -> String {
+    use kube::client::AuthError;
+    let mut current = Some(error);
+    while let Some(e) = current {
+        if let Some(auth) = e.downcast_ref::<AuthError>() {
+            return match auth {
+                AuthError::AuthExecStart(io) => {
+                    format!("its command could not be started ({})", io_reason(io))
+                }
+                // Only the exit status of its output: stdout and stderr may hold a token.
+                AuthError::AuthExecRun { cmd, out } => format!(
+                    "`{}` exited with {}",
+                    pullwarden_core::escape::text(cmd),
+                    out.status
+                ),
+                AuthError::AuthExecParse(_) => "its output is not an ExecCredential".to_owned(),
+                _ => "it did not return a usable credential".to_owned(),
+            };
+        }
+        current = e.source();
+    }
+    "it did not return a usable credential".to_owned()
 }
 
 fn at_server(server: Option<&str>) -> String {
@@ -95,9 +183,33 @@ fn at_server(server: Option<&str>) -> String {
 /// neither exists, from the in-cluster service account. `context` picks a
 /// context of the kubeconfig (default: its current context). Exec plugins,
 /// tokens and client certificates are kube's kubeconfig support.
+///
+/// Every request of the client is bounded by `request_timeout` (connecting,
+/// each read and write, and, through [`crate::retry`], the whole attempt); so
+/// is connecting itself, credential plugin included.
 pub async fn connect(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
+    request_timeout: Duration,
+) -> Result<Client, ClusterError> {
+    match tokio::time::timeout(
+        request_timeout,
+        connect_unbounded(kubeconfig, context, request_timeout),
+    )
+    .await
+    {
+        Ok(result) => result,
+        Err(_) => Err(ClusterError::Timeout {
+            server: None,
+            timeout: request_timeout,
+        }),
+    }
+}
+
+async fn connect_unbounded(
+    kubeconfig: Option<&Path>,
+    context: Option<&str>,
+    request_timeout: Duration,
 ) -> Result<Client, ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
@@ -118,22 +230,43 @@ pub async fn connect(
             Err(e) => return Err(kubeconfig_error(&e)),
         },
     };
+    let mut config = config;
+    config.read_timeout = Some(request_timeout);
+    config.write_timeout = Some(request_timeout);
+    config.connect_timeout = Some(
+        config
+            .connect_timeout
+            .map_or(request_timeout, |t| t.min(request_timeout)),
+    );
     let server = config.cluster_url.to_string();
-    let client = Client::try_from(config).map_err(|e| ClusterError::Kubeconfig {
-        reason: format!(
-            "cannot build a client for {server}: {}",
-            client_build_reason(&e)
-        ),
+    let client = Client::try_from(config).map_err(|e| {
+        if is_auth_failure(&e) {
+            return ClusterError::CredentialPlugin {
+                reason: credential_plugin_reason(&e),
+            };
+        }
+        ClusterError::Kubeconfig {
+            reason: format!(
+                "cannot build a client for {server}: {}",
+                client_build_reason(&e)
+            ),
+        }
     })?;
-    client.apiserver_version().await.map_err(|e| {
-        request_error(
-            &e,
-            Some(&server),
-            "get",
-            "the server version",
-            "cluster scope",
-        )
-    })?;
+    let policy = RetryPolicy {
+        request_timeout,
+        ..RetryPolicy::default()
+    };
+    retry(&policy, || client.apiserver_version())
+        .await
+        .map_err(|e| {
+            request_error(
+                &e,
+                Some(&server),
+                "get",
+                "the server version",
+                "cluster scope",
+            )
+        })?;
     Ok(client)
 }
 
@@ -257,18 +390,28 @@ fn request_error(
             verb: verb.to_owned(),
             resource: resource.to_owned(),
             code: status.code,
-            reason: status.reason.clone(),
-            message: first_line(&status.message),
+            reason: if status.reason.is_empty() {
+                "(no reason given)".to_owned()
+            } else {
+                pullwarden_core::escape::text(&status.reason)
+            },
+            fields: status_fields(status),
         },
         // An exec plugin or token file failing: its output may hold a token,
-        // so only the fact is reported.
-        kube::Error::Auth(_) => ClusterError::Unauthorized {
-            server: server.map(str::to_owned),
+        // so only the command and how it ended are reported (also when it
+        // surfaces through the client's service stack, on a token refresh).
+        other if is_auth_failure(other) => ClusterError::CredentialPlugin {
+            reason: credential_plugin_reason(other),
         },
-        // The same, surfacing through the client's service stack (a token
-        // refresh by an exec plugin failing mid-run).
-        other if is_auth_failure(other) => ClusterError::Unauthorized {
+        other if crate::retry::is_timeout(other) => ClusterError::Timeout {
             server: server.map(str::to_owned),
+            timeout: timeout_of(other),
+        },
+        // The server answered, but not with Kubernetes JSON (a web server,
+        // a proxy's error page): never "cannot reach".
+        kube::Error::SerdeError(_) => ClusterError::NotKubernetes {
+            server: server.map(str::to_owned),
+            reason: "its reply is not a Kubernetes JSON object".to_owned(),
         },
         other => ClusterError::Unreachable {
             server: server.map(str::to_owned),
@@ -277,19 +420,11 @@ fn request_error(
     }
 }
 
-/// Whether an error's chain holds a credential-plugin failure, whose text may
-/// quote a token and must never be shown.
-pub fn is_auth_failure(error: &(dyn std::error::Error + 'static)) -> bool {
-    let mut current = Some(error);
-    while let Some(e) = current {
-        if e.downcast_ref::<kube::client::AuthError>().is_some()
-            || matches!(e.downcast_ref::<kube::Error>(), Some(kube::Error::Auth(_)))
-        {
-            return true;
-        }
-        current = e.source();
-    }
-    false
+/// The timeout an error's chain reports, for messages.
+pub(crate) fn timeout_of(error: &(dyn std::error::Error + 'static)) -> Duration {
+    std::iter::successors(Some(error), |e| e.source())
+        .find_map(|e| e.downcast_ref::<crate::retry::TimedOut>())
+        .map_or(crate::retry::DEFAULT_REQUEST_TIMEOUT, |t| t.0)
 }
 
 /// The innermost cause of a transport error ("Connection refused (os error
@@ -307,6 +442,24 @@ fn innermost_reason(error: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// How the live state is read.
+#[derive(Clone, Copy, Debug)]
+pub struct ReadOptions {
+    /// Objects per page of every LIST.
+    pub page_size: u32,
+    /// Each page is retried on 429, 5xx, transport errors and timeouts.
+    pub retry: RetryPolicy,
+}
+
+impl Default for ReadOptions {
+    fn default() -> Self {
+        Self {
+            page_size: PAGE_SIZE,
+            retry: RetryPolicy::default(),
+        }
+    }
+}
+
 /// Reads the live state, cluster-wide where permitted. When the credentials
 /// are namespace-scoped (a cluster-wide list is forbidden) and `namespaces` is
 /// not empty, reads those namespaces one by one instead: the second value is
@@ -314,11 +467,12 @@ fn innermost_reason(error: &(dyn std::error::Error + 'static)) -> String {
 pub async fn read_live_or_namespaces(
     client: &Client,
     namespaces: &[String],
+    options: &ReadOptions,
 ) -> Result<(LiveState, bool), ClusterError> {
-    match read_live(client).await {
+    match read_live(client, options).await {
         Ok(live) => Ok((live, false)),
         Err(ClusterError::Forbidden { .. }) if !namespaces.is_empty() => {
-            read_live_in_namespaces(client, namespaces, PAGE_SIZE)
+            read_live_in_namespaces(client, namespaces, options)
                 .await
                 .map(|live| (live, true))
         }
@@ -339,7 +493,7 @@ type NamespaceObjects = (
 pub async fn read_live_in_namespaces(
     client: &Client,
     namespaces: &[String],
-    page_size: u32,
+    options: &ReadOptions,
 ) -> Result<LiveState, ClusterError> {
     use futures::StreamExt as _;
     let results: Vec<Result<NamespaceObjects, ClusterError>> =
@@ -349,21 +503,21 @@ pub async fn read_live_in_namespaces(
                 tokio::try_join!(
                     list_pages(
                         Api::namespaced(client.clone(), &ns),
-                        page_size,
+                        options,
                         "secrets",
                         &scope,
                         |s: Secret| Some(live_secret(s))
                     ),
                     list_pages(
                         Api::namespaced(client.clone(), &ns),
-                        page_size,
+                        options,
                         "serviceaccounts",
                         &scope,
                         |sa: ServiceAccount| Some(live_service_account(sa))
                     ),
                     list_pages(
                         Api::namespaced(client.clone(), &ns),
-                        page_size,
+                        options,
                         "rolebindings",
                         &scope,
                         |rb: RoleBinding| Some(live_role_binding(rb))
@@ -388,32 +542,20 @@ pub async fn read_live_in_namespaces(
 }
 
 /// Reads namespaces (except terminating ones), secrets, service accounts
-/// and role bindings of the whole cluster: four paginated LISTs
-/// ([`PAGE_SIZE`] objects a page), run concurrently. Never writes.
-pub async fn read_live(client: &Client) -> Result<LiveState, ClusterError> {
-    read_live_with_page_size(client, PAGE_SIZE).await
-}
-
-/// [`read_live`] with another page size (tests use a small one to prove that
-/// continue tokens are followed).
-pub async fn read_live_with_page_size(
-    client: &Client,
-    page_size: u32,
-) -> Result<LiveState, ClusterError> {
+/// and role bindings of the whole cluster: four paginated LISTs, run
+/// concurrently, each page retried on transient failures. Either every page
+/// of every list is read, or it fails: a partial read never becomes a live
+/// state (a prune computed from it would delete what it should keep). Never writes.
+pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveState, ClusterError> {
     let (namespaces, secrets, service_accounts, role_bindings) = tokio::try_join!(
-        list_all(client, page_size, "namespaces", |ns: Namespace| {
+        list_all(client, options, "namespaces", |ns: Namespace| {
             live_namespace(&ns)
         }),
-        list_all(client, page_size, "secrets", |s: Secret| Some(live_secret(
-            s
-        ))),
-        list_all(
-            client,
-            page_size,
-            "serviceaccounts",
-            |sa: ServiceAccount| { Some(live_service_account(sa)) }
-        ),
-        list_all(client, page_size, "rolebindings", |rb: RoleBinding| {
+        list_all(client, options, "secrets", |s: Secret| Some(live_secret(s))),
+        list_all(client, options, "serviceaccounts", |sa: ServiceAccount| {
+            Some(live_service_account(sa))
+        }),
+        list_all(client, options, "rolebindings", |rb: RoleBinding| {
             Some(live_role_binding(rb))
         }),
     )?;
@@ -434,7 +576,7 @@ const EXPIRED_LIST_RESTARTS: u32 = 2;
 /// Every object of kind `K` in the cluster, page by page.
 async fn list_all<K, T>(
     client: &Client,
-    page_size: u32,
+    options: &ReadOptions,
     resource: &str,
     convert: fn(K) -> Option<T>,
 ) -> Result<Vec<T>, ClusterError>
@@ -443,7 +585,7 @@ where
 {
     list_pages(
         Api::all(client.clone()),
-        page_size,
+        options,
         resource,
         "cluster scope",
         convert,
@@ -454,7 +596,7 @@ where
 /// Every object of one kind in `api`'s scope, page by page.
 async fn list_pages<K, T>(
     api: Api<K>,
-    page_size: u32,
+    options: &ReadOptions,
     resource: &str,
     scope: &str,
     convert: fn(K) -> Option<T>,
@@ -465,9 +607,9 @@ where
     let mut restarts = 0;
     'listing: loop {
         let mut objects = Vec::new();
-        let mut params = ListParams::default().limit(page_size);
+        let mut params = ListParams::default().limit(options.page_size);
         loop {
-            let page = match api.list(&params).await {
+            let page = match retry(&options.retry, || api.list(&params)).await {
                 Ok(page) => page,
                 Err(kube::Error::Api(status))
                     if status.code == 410
@@ -532,7 +674,8 @@ mod tests {
     async fn a_missing_kubeconfig_file_is_named() {
         let dir = std::env::temp_dir().join("pullwarden-kube-no-such-dir");
         let path = dir.join("kubeconfig");
-        let Err(error) = connect(Some(&path), None).await else {
+        let Err(error) = connect(Some(&path), None, crate::retry::DEFAULT_REQUEST_TIMEOUT).await
+        else {
             panic!("connected without a kubeconfig");
         };
         assert!(

@@ -20,10 +20,12 @@ pub mod apply;
 mod cluster;
 pub mod convert;
 mod files;
+pub mod retry;
 pub mod snapshot;
 
 pub use cluster::{
-    ClusterError, PAGE_SIZE, READ_RBAC_HELP, connect, read_live, read_live_in_namespaces,
-    read_live_or_namespaces, read_live_with_page_size,
+    ClusterError, PAGE_SIZE, READ_RBAC_HELP, ReadOptions, connect, read_live,
+    read_live_in_namespaces, read_live_or_namespaces,
 };
 pub use files::{LiveFileError, Snapshot, load_snapshot, read_live_files};
+pub use retry::{DEFAULT_REQUEST_TIMEOUT, RetryPolicy};

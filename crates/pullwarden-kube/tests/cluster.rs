@@ -16,7 +16,7 @@ use miette::Diagnostic;
 use pullwarden_core::live::{
     LAST_APPLIED, LiveState, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RbacSubject,
 };
-use pullwarden_kube::{ClusterError, connect, read_live, read_live_with_page_size};
+use pullwarden_kube::{ClusterError, DEFAULT_REQUEST_TIMEOUT, ReadOptions, connect, read_live};
 use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, USER_CONTEXT, unique_name};
 
 const CANARY: &str = "canary-cluster-token-51e2";
@@ -164,10 +164,13 @@ async fn cluster_read_live_sees_objects_and_keeps_data_only_where_expected() {
     let client = connect(
         Some(env.kubeconfig()),
         Some(ADMIN_CONTEXT).filter(|_| env.simulates_openshift()),
+        DEFAULT_REQUEST_TIMEOUT,
     )
     .await
     .expect("connect");
-    let live = read_live(&client).await.expect("read_live");
+    let live = read_live(&client, &ReadOptions::default())
+        .await
+        .expect("read_live");
 
     assert!(live.namespaces.contains(&ns));
     assert!(
@@ -256,14 +259,22 @@ async fn cluster_read_live_follows_continue_tokens() {
     assert_eq!(page.items.len(), 2);
     assert!(page.metadata.continue_.is_some_and(|c| !c.is_empty()));
 
-    let live = read_live_with_page_size(&env.admin(), 2)
-        .await
-        .expect("read_live");
+    let live = read_live(
+        &env.admin(),
+        &ReadOptions {
+            page_size: 2,
+            ..ReadOptions::default()
+        },
+    )
+    .await
+    .expect("read_live");
     assert_eq!(
         secret_names(&live, &ns),
         ["s0", "s1", "s2", "s3", "s4", "s5", "s6"]
     );
-    let all = read_live(&env.admin()).await.expect("read_live");
+    let all = read_live(&env.admin(), &ReadOptions::default())
+        .await
+        .expect("read_live");
     assert!(all.namespaces.contains(&ns));
     assert!(live.namespaces.contains(&ns));
     assert_eq!(secret_names(&all, &ns), secret_names(&live, &ns));
@@ -276,10 +287,14 @@ async fn cluster_read_live_as_unprivileged_user_is_forbidden_and_names_the_denia
         // the unprivileged kubeconfig context exists on the local control plane only
         return;
     }
-    let client = connect(Some(env.kubeconfig()), Some(USER_CONTEXT))
-        .await
-        .expect("an unprivileged user may still connect (GET /version)");
-    let error = read_live(&client)
+    let client = connect(
+        Some(env.kubeconfig()),
+        Some(USER_CONTEXT),
+        DEFAULT_REQUEST_TIMEOUT,
+    )
+    .await
+    .expect("an unprivileged user may still connect (GET /version)");
+    let error = read_live(&client, &ReadOptions::default())
         .await
         .expect_err("the user may list nothing");
     assert!(matches!(error, ClusterError::Forbidden { .. }), "{error:?}");
@@ -339,13 +354,13 @@ async fn cluster_read_live_as_unprivileged_user_is_forbidden_and_names_the_denia
 
     let denied_secrets_only = eventually(|| async {
         matches!(
-            read_live(&client).await,
+            read_live(&client, &ReadOptions::default()).await,
             Err(ClusterError::Forbidden { ref resource, .. }) if resource == "secrets"
         )
     })
     .await;
     assert!(denied_secrets_only, "the grant did not take effect");
-    let error = read_live(&client)
+    let error = read_live(&client, &ReadOptions::default())
         .await
         .expect_err("secrets are still denied");
     assert_eq!(
@@ -370,7 +385,7 @@ async fn cluster_connect_to_a_closed_port_is_unreachable() {
     std::fs::write(&copy, text.replace(server, &closed_url)).expect("write kubeconfig");
 
     let started = Instant::now();
-    let error = connect(Some(&copy), None)
+    let error = connect(Some(&copy), None, DEFAULT_REQUEST_TIMEOUT)
         .await
         .err()
         .expect("nothing listens there");
@@ -400,10 +415,14 @@ async fn cluster_connect_to_a_closed_port_is_unreachable() {
 #[tokio::test]
 async fn cluster_connect_names_a_missing_context_and_the_ones_there_are() {
     let env = TestEnv::shared().await;
-    let error = connect(Some(env.kubeconfig()), Some("no-such-context"))
-        .await
-        .err()
-        .expect("no such context");
+    let error = connect(
+        Some(env.kubeconfig()),
+        Some("no-such-context"),
+        DEFAULT_REQUEST_TIMEOUT,
+    )
+    .await
+    .err()
+    .expect("no such context");
     assert!(
         matches!(error, ClusterError::Kubeconfig { .. }),
         "{error:?}"
@@ -448,7 +467,7 @@ async fn cluster_connect_with_a_rejected_token_is_unauthorized_and_hides_the_tok
     let path = dir.path().join("kubeconfig");
     std::fs::write(&path, text).expect("write kubeconfig");
 
-    let error = connect(Some(&path), None)
+    let error = connect(Some(&path), None, DEFAULT_REQUEST_TIMEOUT)
         .await
         .err()
         .expect("the token is unknown to the server");
