@@ -26,8 +26,24 @@ fn pullwarden_core_does_no_io() {
         );
     }
     let mut checked = 0;
-    for entry in std::fs::read_dir("crates/pullwarden-core/src").unwrap() {
-        let path = entry.unwrap().path();
+    // every .rs file under src/, subfolders included
+    let mut pending = vec![std::path::PathBuf::from("crates/pullwarden-core/src")];
+    let mut files = Vec::new();
+    while let Some(dir) = pending.pop() {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                pending.push(path);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                files.push(path);
+            }
+        }
+    }
+    assert!(
+        files.iter().any(|p| p.components().count() > 4),
+        "no file in a subfolder of src/ was found"
+    );
+    for path in files {
         let text = std::fs::read_to_string(&path).unwrap();
         for forbidden in [
             "std::fs",
