@@ -20,6 +20,7 @@
 mod controlplane;
 mod openshift;
 mod pki;
+pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -38,6 +39,7 @@ pub use openshift::{
     IMAGE_BUILDER_ROLE, IMAGE_PULLER_ROLE, IMAGE_PUSHER_ROLE, OPENSHIFT_SA_CONTROLLER_MANAGER,
     OpenShiftSaController, PULL_SECRET_REF_ANNOTATION, SECRET_SA_ANNOTATION,
 };
+pub use registry::{AccessRule, Registry, User};
 
 /// The kube-apiserver and kubectl version the control plane is built at.
 pub const KUBE_VERSION: &str = "v1.36.3";
