@@ -10,6 +10,8 @@ log() { echo "test.sh: $*" >&2; }
 # kube-apiserver, kubectl and etcd from the Go module proxy, cached by version
 PULLWARDEN_CONTROLPLANE_BIN="$(scripts/build-controlplane.sh)"
 export PULLWARDEN_CONTROLPLANE_BIN
+# the distribution registry (registry_* tests), same cache
+PULLWARDEN_REGISTRY_BIN="$(scripts/build-registry.sh)"; export PULLWARDEN_REGISTRY_BIN
 
 # every control plane of this run keeps its state under one root
 root="$(mktemp -d "${TMPDIR:-/tmp}/pullwarden-test-run.XXXXXX")"
