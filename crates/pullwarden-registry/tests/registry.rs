@@ -3,7 +3,11 @@
 //!
 //! These tests need the registry binary; they fail, never skip, without it.
 
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
+
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 use pullwarden_registry::{
     AuthServer, Client, ClientOptions, Credential, LoginOutcome, Missing, Outcome, SecretString,
@@ -372,4 +376,133 @@ fn registry_credential_debug_is_redacted() {
     let rendered = format!("{credential:?}");
     assert!(rendered.contains("alice"), "{rendered}");
     assert_no_secret(&[rendered]);
+}
+
+/// A plain-HTTP server on loopback that answers every request with `answer`
+/// (head only) and counts requests. For what a real registry will not do.
+async fn fake_server(
+    answer: impl Fn(&str) -> String + Send + Sync + 'static,
+) -> (String, Arc<AtomicUsize>) {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let host = listener.local_addr().unwrap().to_string();
+    let count = Arc::new(AtomicUsize::new(0));
+    let counted = Arc::clone(&count);
+    tokio::spawn(async move {
+        loop {
+            let Ok((mut stream, _)) = listener.accept().await else {
+                return;
+            };
+            let mut buf = vec![0u8; 8192];
+            let n = stream.read(&mut buf).await.unwrap_or(0);
+            counted.fetch_add(1, Ordering::SeqCst);
+            let request = String::from_utf8_lossy(&buf[..n]).into_owned();
+            let path = request.split(' ').nth(1).unwrap_or("").to_owned();
+            let head = format!(
+                "{}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+                answer(&path)
+            );
+            let _ = stream.write_all(head.as_bytes()).await;
+        }
+    });
+    (host, count)
+}
+
+#[tokio::test]
+async fn registry_plain_http_token_realm_is_refused() {
+    let (realm_host, realm_requests) = fake_server(|_| "HTTP/1.1 200 OK".to_owned()).await;
+    let challenge = format!(
+        "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Bearer realm=\"http://{realm_host}/token\",service=\"s\""
+    );
+    let (registry_host, _) = fake_server(move |_| challenge.clone()).await;
+    // plain HTTP allowed for the registry, not for the realm's host
+    let client = Client::new(&options(None, &[&registry_host])).unwrap();
+    let app = Target::new(&registry_host, "team-a/app", "v1").unwrap();
+    assert_eq!(
+        probe(&client, &app, Some(&alice())).await,
+        Outcome::PlainHttpRefused {
+            step: Step::Token,
+            host: realm_host.clone()
+        }
+    );
+    assert_eq!(
+        login(&client, &registry_host, &alice()).await,
+        LoginOutcome::PlainHttpRefused {
+            step: Step::Token,
+            host: realm_host
+        }
+    );
+    assert_eq!(realm_requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn registry_redirects_are_not_followed() {
+    let (elsewhere, elsewhere_requests) = fake_server(|_| "HTTP/1.1 200 OK".to_owned()).await;
+    let redirect = format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere}/v2/x");
+    let (registry_host, _) = fake_server(move |path| {
+        if path == "/v2/" {
+            "HTTP/1.1 401 Unauthorized\r\nWWW-Authenticate: Basic realm=\"r\"".to_owned()
+        } else {
+            redirect.clone()
+        }
+    })
+    .await;
+    let client = Client::new(&options(None, &[&registry_host, &elsewhere])).unwrap();
+    let app = Target::new(&registry_host, "team-a/app", "v1").unwrap();
+    // /v2/ refuses the Basic credential too: the fake has no accounts
+    assert_eq!(
+        probe(&client, &app, Some(&alice())).await,
+        Outcome::CredentialRejected {
+            by: AuthServer::Registry
+        }
+    );
+    // anonymous /v2/ open, manifest redirected: reported, not followed
+    let (open_host, _) = fake_server(move |path| {
+        if path == "/v2/" {
+            "HTTP/1.1 200 OK".to_owned()
+        } else {
+            format!("HTTP/1.1 307 Temporary Redirect\r\nLocation: http://{elsewhere}/v2/x")
+        }
+    })
+    .await;
+    let client = Client::new(&options(None, &[&open_host])).unwrap();
+    let app = Target::new(&open_host, "team-a/app", "v1").unwrap();
+    assert_eq!(
+        probe(&client, &app, Some(&alice())).await,
+        Outcome::Unexpected {
+            step: Step::Manifest,
+            status: 307
+        }
+    );
+    assert_eq!(elsewhere_requests.load(Ordering::SeqCst), 0);
+}
+
+#[tokio::test]
+async fn registry_rate_limited_and_unexpected_statuses() {
+    let (host, _) = fake_server(|path| {
+        if path == "/v2/" {
+            "HTTP/1.1 200 OK".to_owned()
+        } else if path.contains("/limited/") {
+            "HTTP/1.1 429 Too Many Requests\r\nRetry-After: 7".to_owned()
+        } else {
+            "HTTP/1.1 502 Bad Gateway".to_owned()
+        }
+    })
+    .await;
+    let client = Client::new(&options(None, &[&host])).unwrap();
+    let limited = Target::new(&host, "limited/app", "v1").unwrap();
+    assert_eq!(
+        probe(&client, &limited, None).await,
+        Outcome::RateLimited {
+            step: Step::Manifest,
+            retry_after_seconds: Some(7)
+        }
+    );
+    let broken = Target::new(&host, "broken/app", "v1").unwrap();
+    assert_eq!(
+        probe(&client, &broken, None).await,
+        Outcome::Unexpected {
+            step: Step::Manifest,
+            status: 502
+        }
+    );
 }
