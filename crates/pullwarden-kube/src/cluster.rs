@@ -156,12 +156,11 @@ pub(crate) fn credential_plugin_reason(error: &(dyn std::error::Error + 'static)
                 AuthError::AuthExecStart(io) => {
                     format!("its command could not be started ({})", io_reason(io))
                 }
-                // Only the exit status of its output: stdout and stderr may hold a token.
-                AuthError::AuthExecRun { cmd, out } => format!(
-                    "`{}` exited with {}",
-                    pullwarden_core::escape::text(cmd),
-                    out.status
-                ),
+                // Only how it ended: its output, its arguments and its
+                // environment (all in kube's message) may hold a token.
+                AuthError::AuthExecRun { out, .. } => {
+                    format!("its command exited with {}", out.status)
+                }
                 AuthError::AuthExecParse(_) => "its output is not an ExecCredential".to_owned(),
                 _ => "it did not return a usable credential".to_owned(),
             };
@@ -192,13 +191,22 @@ pub async fn connect(
     context: Option<&str>,
     request_timeout: Duration,
 ) -> Result<Client, ClusterError> {
-    match tokio::time::timeout(
-        request_timeout,
-        connect_unbounded(kubeconfig, context, request_timeout),
-    )
-    .await
-    {
-        Ok(result) => result,
+    // In a task of its own: kube may run a credential plugin synchronously
+    // while building the client, which would block a timeout polled beside it.
+    let kubeconfig = kubeconfig.map(Path::to_path_buf);
+    let context = context.map(str::to_owned);
+    let connecting = tokio::spawn(async move {
+        connect_unbounded(kubeconfig.as_deref(), context.as_deref(), request_timeout).await
+    });
+    match tokio::time::timeout(request_timeout, connecting).await {
+        Ok(Ok(result)) => result,
+        Ok(Err(join)) => Err(ClusterError::Kubeconfig {
+            reason: if join.is_panic() {
+                "connecting failed unexpectedly (a bug: please report it)".to_owned()
+            } else {
+                "connecting was cancelled".to_owned()
+            },
+        }),
         Err(_) => Err(ClusterError::Timeout {
             server: None,
             timeout: request_timeout,

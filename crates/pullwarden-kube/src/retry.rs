@@ -3,9 +3,9 @@
 //!
 //! Each attempt is bounded by the request timeout (a server or load balancer
 //! that accepts a request and never answers, or a credential plugin that
-//! hangs, fails the attempt instead of hanging the run); 429, 5xx, transport
-//! errors and timeouts are retried with exponential backoff, a bounded
-//! number of times.
+//! hangs, fails the request instead of hanging the run); 429, 5xx and
+//! transport errors are retried with exponential backoff, a bounded number of
+//! times.
 
 use std::future::Future;
 use std::time::Duration;
@@ -17,7 +17,7 @@ pub const DEFAULT_REQUEST_TIMEOUT: Duration = Duration::from_secs(30);
 /// How requests are retried and bounded.
 #[derive(Clone, Copy, Debug)]
 pub struct RetryPolicy {
-    /// Attempts of one request on 429, 5xx, transport errors and timeouts.
+    /// Attempts of one request on 429, 5xx and transport errors.
     pub max_attempts: u32,
     /// The wait before the second attempt; doubled after each, up to `max_delay`.
     pub first_delay: Duration,
@@ -43,11 +43,15 @@ impl Default for RetryPolicy {
 pub struct TimedOut(pub Duration);
 
 /// Whether a failed request may succeed if sent again: 429, 500, 502, 503,
-/// 504, a transport error or a timeout.
+/// 504, or a transport error (a reset connection). Not a timeout: a server
+/// that did not answer within the request timeout fails the request at once,
+/// so a hung server costs one timeout, not one per attempt.
 pub fn is_transient(error: &kube::Error) -> bool {
     match error {
         kube::Error::Api(status) => matches!(status.code, 429 | 500 | 502 | 503 | 504),
-        kube::Error::HyperError(_) | kube::Error::Service(_) => !is_auth_failure(error),
+        kube::Error::HyperError(_) | kube::Error::Service(_) => {
+            !is_auth_failure(error) && !is_timeout(error)
+        }
         _ => false,
     }
 }
@@ -87,6 +91,11 @@ where
     let mut attempt = 1;
     loop {
         let result = match tokio::time::timeout(policy.request_timeout, call()).await {
+            // A timeout of the client's own (connecting, reading) is reported
+            // as ours, with the bound the user set.
+            Ok(Err(e)) if is_timeout(&e) => Err(kube::Error::Service(Box::new(TimedOut(
+                policy.request_timeout,
+            )))),
             Ok(result) => result,
             Err(_) => Err(kube::Error::Service(Box::new(TimedOut(
                 policy.request_timeout,
@@ -135,7 +144,11 @@ mod tests {
             assert!(!is_transient(&status(code)), "{code}");
         }
         let timeout = kube::Error::Service(Box::new(TimedOut(Duration::from_secs(1))));
-        assert!(is_transient(&timeout) && is_timeout(&timeout));
+        assert!(is_timeout(&timeout) && !is_transient(&timeout));
+        let reset = kube::Error::Service(Box::new(std::io::Error::from(
+            std::io::ErrorKind::ConnectionReset,
+        )));
+        assert!(is_transient(&reset) && !is_timeout(&reset));
     }
 
     #[tokio::test]
