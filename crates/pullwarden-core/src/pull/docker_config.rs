@@ -61,7 +61,9 @@ pub(crate) type RawConfig = BTreeMap<String, RawEntry>;
 /// `.dockerconfigjson`: `{"auths": {...}}`.
 pub(crate) fn decode_config_json(bytes: &[u8]) -> Result<RawConfig, DockerConfigProblem> {
     let value = parse(bytes)?;
-    let mut auths: Option<Vec<(String, Json)>> = None;
+    // entries are decoded (and fail) as they are met, even when a later
+    // `"auths": null` drops them again
+    let mut auths: Option<RawConfig> = None;
     match value {
         Json::Null => {}
         Json::Object(fields) => {
@@ -70,7 +72,10 @@ pub(crate) fn decode_config_json(bytes: &[u8]) -> Result<RawConfig, DockerConfig
                     match value {
                         Json::Null => auths = None,
                         // decoding into a non-nil Go map adds to it
-                        Json::Object(entries) => auths.get_or_insert_with(Vec::new).extend(entries),
+                        Json::Object(members) => {
+                            let decoded = entries(members)?;
+                            auths.get_or_insert_with(RawConfig::new).extend(decoded);
+                        }
                         _ => return Err(DockerConfigProblem::WrongType { field: "auths" }),
                     }
                 } else if folded_eq(&name, "HttpHeaders") {
@@ -95,7 +100,7 @@ pub(crate) fn decode_config_json(bytes: &[u8]) -> Result<RawConfig, DockerConfig
             });
         }
     }
-    entries(auths.unwrap_or_default())
+    Ok(auths.unwrap_or_default())
 }
 
 /// `.dockercfg`: the bare map of registry key to entry.
