@@ -10,6 +10,8 @@ log() { echo "test.sh: $*" >&2; }
 # kube-apiserver, kubectl and etcd from the Go module proxy, cached by version
 PULLWARDEN_CONTROLPLANE_BIN="$(scripts/build-controlplane.sh)"
 export PULLWARDEN_CONTROLPLANE_BIN
+# the kubelet's own credential lookup, for the differential test (kubelet_oracle), same cache
+PULLWARDEN_KUBELET_ORACLE="$(scripts/build-kubelet-oracle.sh)"; export PULLWARDEN_KUBELET_ORACLE
 # the distribution registry (registry_* tests), same cache
 PULLWARDEN_REGISTRY_BIN="$(scripts/build-registry.sh)"; export PULLWARDEN_REGISTRY_BIN
 
