@@ -607,6 +607,7 @@ mod tests {
         );
         let live = LiveState {
             namespaces: BTreeSet::from(["a".to_string()]),
+            terminating: BTreeSet::new(),
             secrets: vec![LiveSecret {
                 meta: secret_meta,
                 from_snapshot_file: false,

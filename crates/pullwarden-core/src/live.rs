@@ -38,6 +38,9 @@ pub const LAST_APPLIED: &str = "kubectl.kubernetes.io/last-applied-configuration
 pub struct LiveState {
     /// Namespaces that exist (and are not terminating).
     pub namespaces: BTreeSet<String>,
+    /// Namespaces being deleted (phase `Terminating`): nothing can be created
+    /// in them and everything in them is going away, so nothing is planned there.
+    pub terminating: BTreeSet<String>,
     pub secrets: Vec<LiveSecret>,
     pub service_accounts: Vec<LiveServiceAccount>,
     pub role_bindings: Vec<LiveRoleBinding>,

@@ -360,6 +360,16 @@ fn finding(code: &str, namespace: Option<&str>, message: String) -> Finding {
     }
 }
 
+fn terminating_warning(namespace: &str) -> Finding {
+    finding(
+        "namespace_terminating",
+        Some(namespace),
+        format!(
+            "namespace `{namespace}` is being deleted (Terminating): nothing is planned in it; plan again once it is gone or recreated"
+        ),
+    )
+}
+
 /// The live namespaces inside the scope that a glob matches (recorded for
 /// saved plans); none is a warning naming `what`.
 fn expand_glob(
@@ -405,6 +415,8 @@ fn expand_targets(
             NamespacePattern::Exact(name) => {
                 if live.namespaces.contains(name) {
                     out.insert(name.clone());
+                } else if live.terminating.contains(name) {
+                    desired.warnings.push(terminating_warning(name));
                 } else {
                     desired.errors.push(finding(
                         "missing_namespace",
@@ -563,6 +575,27 @@ pub fn plan(
         &mut warnings,
     );
 
+    // A namespace being deleted takes everything in it along and refuses
+    // anything new: no change there is planned, and no conflict there blocks
+    // the rest (its objects are not "no longer declared", its creates would be refused).
+    if !live.terminating.is_empty() {
+        let mut held: BTreeSet<String> = BTreeSet::new();
+        changes.retain(|c| {
+            let keep = !live.terminating.contains(&c.namespace);
+            if !keep {
+                held.insert(c.namespace.clone());
+            }
+            keep
+        });
+        errors.retain(|f| match &f.namespace {
+            Some(ns) if live.terminating.contains(ns) => {
+                held.insert(ns.clone());
+                false
+            }
+            _ => true,
+        });
+        warnings.extend(held.iter().map(|ns| terminating_warning(ns)));
+    }
     changes.sort_by(|a, b| (&a.namespace, a.kind, &a.name).cmp(&(&b.namespace, b.kind, &b.name)));
     errors.sort_by(|a, b| (&a.namespace, &a.message).cmp(&(&b.namespace, &b.message)));
     warnings.sort_by(|a, b| (&a.namespace, &a.message).cmp(&(&b.namespace, &b.message)));

@@ -5,7 +5,7 @@ use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use kube::api::{Api, ListParams};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
@@ -14,7 +14,7 @@ use pullwarden_core::live::{LiveRoleBinding, LiveSecret, LiveServiceAccount, Liv
 use serde::de::DeserializeOwned;
 
 use crate::convert::{
-    live_namespace, live_role_binding, live_secret, live_service_account, sort_live_state,
+    live_namespace_phase, live_role_binding, live_secret, live_service_account, sort_live_state,
 };
 use crate::retry::{RetryPolicy, is_auth_failure, retry};
 
@@ -556,9 +556,7 @@ pub async fn read_live_in_namespaces(
 /// state (a prune computed from it would delete what it should keep). Never writes.
 pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveState, ClusterError> {
     let (namespaces, secrets, service_accounts, role_bindings) = tokio::try_join!(
-        list_all(client, options, "namespaces", |ns: Namespace| {
-            live_namespace(&ns)
-        }),
+        list_all(client, options, "namespaces", live_namespace_phase),
         list_all(client, options, "secrets", |s: Secret| Some(live_secret(s))),
         list_all(client, options, "serviceaccounts", |sa: ServiceAccount| {
             Some(live_service_account(sa))
@@ -567,8 +565,12 @@ pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveSta
             Some(live_role_binding(rb))
         }),
     )?;
+    let (terminating, active): (Vec<(String, bool)>, Vec<(String, bool)>) = namespaces
+        .into_iter()
+        .partition(|(_, terminating)| *terminating);
     let mut live = LiveState {
-        namespaces: namespaces.into_iter().collect(),
+        namespaces: active.into_iter().map(|(name, _)| name).collect(),
+        terminating: terminating.into_iter().map(|(name, _)| name).collect(),
         secrets,
         service_accounts,
         role_bindings,

@@ -23,15 +23,25 @@ pub const DROPPED_SECRET_ANNOTATIONS: [&str; 2] = [LAST_APPLIED, OPENSHIFT_TOKEN
 
 /// The namespace's name, or `None` when it is terminating (or nameless).
 pub fn live_namespace(namespace: &Namespace) -> Option<String> {
-    let terminating = namespace
-        .status
-        .as_ref()
-        .and_then(|status| status.phase.as_deref())
-        == Some("Terminating");
-    if terminating {
+    if is_terminating(namespace) {
         return None;
     }
     namespace.metadata.name.clone()
+}
+
+/// Whether a namespace is being deleted (phase `Terminating`).
+pub fn is_terminating(namespace: &Namespace) -> bool {
+    namespace
+        .status
+        .as_ref()
+        .and_then(|status| status.phase.as_deref())
+        == Some("Terminating")
+}
+
+/// The namespace's name and whether it is terminating (`None` when nameless).
+pub fn live_namespace_phase(namespace: Namespace) -> Option<(String, bool)> {
+    let terminating = is_terminating(&namespace);
+    namespace.metadata.name.map(|name| (name, terminating))
 }
 
 /// The metadata planning uses.
