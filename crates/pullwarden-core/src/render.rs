@@ -416,3 +416,48 @@ pub fn json(plan: &Plan) -> String {
     .expect("a plan serializes")
         + "\n"
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::plan::LinkDiff;
+
+    fn link_change(links: LinkDiff) -> Change {
+        Change {
+            namespace: "team-a".into(),
+            kind: ObjectKind::ServiceAccount,
+            name: "default".into(),
+            action: Action::Link,
+            source: None,
+            assumed: None,
+            detail: Detail::Links(links),
+        }
+    }
+
+    /// #16.11: apply's report names an unlink an unlink.
+    #[test]
+    fn change_titles_tell_link_from_unlink() {
+        let removed = link_change(LinkDiff {
+            pull_removed: vec!["old".into()],
+            ..LinkDiff::default()
+        });
+        assert_eq!(change_title(&removed), "unlink ServiceAccount team-a/default");
+        let added = link_change(LinkDiff {
+            mount_added: vec!["new".into()],
+            ..LinkDiff::default()
+        });
+        assert_eq!(change_title(&added), "link ServiceAccount team-a/default");
+        let both = link_change(LinkDiff {
+            pull_added: vec!["new".into()],
+            pull_removed: vec!["old".into()],
+            ..LinkDiff::default()
+        });
+        assert_eq!(
+            change_title(&both),
+            "link and unlink ServiceAccount team-a/default"
+        );
+        let mut hostile = added;
+        hostile.name = "x\u{1b}[2J\n::error::y".into();
+        assert!(!crate::escape::needs_escaping(&change_title(&hostile)));
+    }
+}

@@ -832,6 +832,109 @@ fn rbac_subject(subject: &RbacSubject) -> Subject {
 mod tests {
     use super::*;
 
+    fn api_error(code: u16, reason: &str, cause: Option<(&str, &str)>) -> kube::Error {
+        let mut status = kube::core::Status::failure("webhook said: password=canary-apply", reason)
+            .with_code(code);
+        if let Some((cause_reason, field)) = cause {
+            status.details = Some(kube::core::response::StatusDetails {
+                causes: vec![kube::core::response::StatusCause {
+                    reason: cause_reason.into(),
+                    message: "canary-apply-cause".into(),
+                    field: field.into(),
+                }],
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                retry_after_seconds: 0,
+            });
+        }
+        kube::Error::Api(status.boxed())
+    }
+
+    /// #16.11: a create in a namespace being deleted says so (not "403
+    /// Forbidden"); an admission denial names the fields; no message of the
+    /// server is quoted.
+    #[test]
+    fn refusals_say_why_without_quoting_the_server() {
+        let terminating = describe(&api_error(
+            403,
+            "Forbidden",
+            Some(("NamespaceTerminating", "")),
+        ));
+        assert!(
+            terminating.contains("being deleted (Terminating)"),
+            "{terminating}"
+        );
+        let invalid = describe(&api_error(
+            422,
+            "Invalid",
+            Some(("FieldValueInvalid", "subjects[0].name")),
+        ));
+        assert_eq!(
+            invalid,
+            "the API server refused it: HTTP 422 Invalid (fields: subjects[0].name)"
+        );
+        for text in [
+            terminating,
+            invalid,
+            describe(&api_error(500, "InternalError", None)),
+        ] {
+            assert!(!text.contains("canary"), "{text}");
+        }
+    }
+
+    #[test]
+    fn a_409_create_is_done_only_with_the_same_content() {
+        let secret = |data: &[u8], ty: &str| Secret {
+            type_: Some(ty.into()),
+            data: Some(BTreeMap::from([(
+                ".dockerconfigjson".to_string(),
+                ByteString(data.to_vec()),
+            )])),
+            ..Secret::default()
+        };
+        let ours = secret(b"{}", "kubernetes.io/dockerconfigjson");
+        assert!(same_secret(
+            &secret(b"{}", "kubernetes.io/dockerconfigjson"),
+            &ours
+        ));
+        assert!(!same_secret(
+            &secret(b"{\"auths\":{}}", "kubernetes.io/dockerconfigjson"),
+            &ours
+        ));
+        assert!(!same_secret(
+            &secret(b"{}", "kubernetes.io/dockercfg"),
+            &ours
+        ));
+        let binding = |role: &str, subject: &str| RoleBinding {
+            role_ref: RoleRef {
+                api_group: Some("rbac.authorization.k8s.io".into()),
+                kind: "ClusterRole".into(),
+                name: role.into(),
+            },
+            subjects: Some(vec![Subject {
+                kind: "Group".into(),
+                name: subject.into(),
+                ..Subject::default()
+            }]),
+            ..RoleBinding::default()
+        };
+        let wanted = binding("system:image-puller", "system:serviceaccounts:a");
+        assert!(same_binding(
+            &binding("system:image-puller", "system:serviceaccounts:a"),
+            &wanted
+        ));
+        assert!(!same_binding(
+            &binding("system:image-pusher", "system:serviceaccounts:a"),
+            &wanted
+        ));
+        assert!(!same_binding(
+            &binding("system:image-puller", "system:authenticated"),
+            &wanted
+        ));
+    }
+
     fn names(list: &[&str]) -> Vec<String> {
         list.iter().map(ToString::to_string).collect()
     }

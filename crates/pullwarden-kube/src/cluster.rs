@@ -671,6 +671,82 @@ mod tests {
         );
     }
 
+    fn failure(code: u16, reason: &str, message: &str, fields: &[&str]) -> kube::Error {
+        let mut status = kube::core::Status::failure(message, reason).with_code(code);
+        status.details = Some(kube::core::response::StatusDetails {
+            causes: fields
+                .iter()
+                .map(|f| kube::core::response::StatusCause {
+                    reason: "FieldValueInvalid".into(),
+                    message: message.into(),
+                    field: (*f).into(),
+                })
+                .collect(),
+            name: String::new(),
+            group: String::new(),
+            kind: String::new(),
+            uid: String::new(),
+            retry_after_seconds: 0,
+        });
+        kube::Error::Api(status.boxed())
+    }
+
+    /// #16.11: a 5xx never quotes the server's message (it can echo an
+    /// object); a 422 names the fields; a reply that is not Kubernetes JSON
+    /// is not "cannot reach".
+    #[test]
+    fn read_errors_name_fields_not_messages_and_tell_a_foreign_server() {
+        let error = request_error(
+            &failure(500, "InternalError", "etcd said: password=canary-5xx", &[]),
+            None,
+            "list",
+            "secrets",
+            "cluster scope",
+        );
+        let text = error.to_string();
+        assert!(!text.contains("canary-5xx"), "{text}");
+        assert_eq!(
+            text,
+            "the Kubernetes API server refused to list secrets: HTTP 500 InternalError"
+        );
+        let error = request_error(
+            &failure(
+                422,
+                "Invalid",
+                "Secret \"x\" is invalid: data: canary-422",
+                &["data[.dockerconfigjson]"],
+            ),
+            None,
+            "create",
+            "secrets",
+            "namespace a",
+        );
+        let text = error.to_string();
+        assert!(!text.contains("canary-422"), "{text}");
+        assert!(
+            text.ends_with("HTTP 422 Invalid (fields: data[.dockerconfigjson])"),
+            "{text}"
+        );
+        let not_json = serde_json::from_str::<serde_json::Value>("<html>").unwrap_err();
+        let error = request_error(
+            &kube::Error::SerdeError(not_json),
+            Some("https://lb.example:6443/"),
+            "list",
+            "secrets",
+            "cluster scope",
+        );
+        assert!(
+            matches!(error, ClusterError::NotKubernetes { .. }),
+            "{error:?}"
+        );
+        assert!(
+            error
+                .to_string()
+                .contains("answered, but not as a Kubernetes API server"),
+            "{error}"
+        );
+    }
+
     #[test]
     fn kubeconfig_parse_errors_do_not_quote_the_file() {
         let token = "sha256~canary-token-value";
