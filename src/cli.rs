@@ -35,6 +35,11 @@ pub struct GlobalArgs {
     /// Print more about what is happening (repeat for more).
     #[arg(short, long, action = clap::ArgAction::Count, global = true)]
     pub verbose: u8,
+    /// Let credential files (`fromFile`, `dockerConfigFile`, `dockercfgFile`) lie outside the
+    /// workspace folder. Off by default: a workspace from a pull request could otherwise copy
+    /// any file of the machine it runs on into a Secret.
+    #[arg(long, global = true, env = "PULLWARDEN_ALLOW_OUTSIDE_FILES", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_outside_files: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -231,6 +236,9 @@ pub enum ValidateFormat {
 }
 
 pub fn run(cli: &Cli, out: &Output) -> ExitCode {
+    if cli.global.allow_outside_files {
+        credentials::allow_files_outside_workspace();
+    }
     match &cli.command {
         Command::Validate(args) => validate(args, out),
         Command::Plan(args) => crate::commands::plan(args, out),

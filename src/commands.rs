@@ -451,7 +451,8 @@ fn outcome_line(change: &plan::Change, status: &pullwarden_kube::apply::OutcomeS
 }
 
 fn read_saved_plan(file: &Path, out: &Output) -> Result<saved::SavedPlan, Failed> {
-    let text = std::fs::read_to_string(file).map_err(|e| {
+    let limit = pullwarden_input::Limit::SAVED_PLAN;
+    let text = pullwarden_input::read_to_string(file, limit).map_err(|e| {
         out.status(&format!(
             "pullwarden: cannot read the saved plan {}: {e}",
             file.display()

@@ -105,13 +105,10 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, LiveFileError> {
     };
     let metadata = std::fs::metadata(path).map_err(|e| io_error(path, &e))?;
     let files = if metadata.is_dir() {
-        let mut files = Vec::new();
-        for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
-            let entry = entry.map_err(|e| io_error(path, &e))?;
-            if entry.file_type().is_file() && is_snapshot_file(entry.path()) {
-                files.push(entry.into_path());
-            }
-        }
+        // Symlinks followed, hidden folders (a mounted ConfigMap's `..data`)
+        // skipped, and nothing that could hold objects skipped silently.
+        let files = pullwarden_input::find_files(path, &is_snapshot_file)
+            .map_err(|e| io_error(e.path(), &e))?;
         if files.is_empty() {
             return Err(LiveFileError::NoFiles {
                 path: path.to_owned(),
@@ -123,7 +120,8 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, LiveFileError> {
     };
     let mut loader = Loader::default();
     for file in &files {
-        let text = std::fs::read_to_string(file).map_err(|e| io_error(file, &e))?;
+        let text = pullwarden_input::read_to_string(file, pullwarden_input::Limit::SNAPSHOT_FILE)
+            .map_err(|e| io_error(file, &e))?;
         loader.load_text(file, &text)?;
     }
     let mut live = loader.live;
@@ -529,6 +527,7 @@ mod tests {
     use pullwarden_core::secret::SecretString;
 
     const CANARY: &str = "canary-s3cr3t-7f1e";
+    const NAMESPACE: &str = "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\n";
 
     fn b64(text: &str) -> String {
         base64::engine::general_purpose::STANDARD.encode(text)
@@ -643,7 +642,7 @@ mod tests {
     #[test]
     fn data_is_kept_for_docker_types_and_managed_secrets_only() {
         let dir = tempfile::tempdir().unwrap();
-        let mut text = String::new();
+        let mut text = NAMESPACE.to_owned();
         for (name, type_, labels) in [
             ("json", "kubernetes.io/dockerconfigjson", "{}"),
             ("cfg", "kubernetes.io/dockercfg", "{}"),
@@ -703,7 +702,7 @@ mod tests {
             dir.path(),
             "s.yaml",
             &format!(
-                "apiVersion: v1\nkind: Secret\ntype: Opaque\n\
+                "{NAMESPACE}---\napiVersion: v1\nkind: Secret\ntype: Opaque\n\
                  metadata:\n  name: s\n  namespace: ns\n  annotations:\n\
                  \x20   kubectl.kubernetes.io/last-applied-configuration: '{{\"data\":{{\"k\":\"{CANARY}\"}}}}'\n\
                  \x20   openshift.io/token-secret.value: {CANARY}\n\

@@ -7,20 +7,38 @@
 
 use std::collections::BTreeMap;
 use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use pullwarden_input::InputError;
 
 use pullwarden_core::dockerconfig::{self, ConfigFormat, Entry};
 use pullwarden_core::model::{Located, Registry, RegistrySource, ValueSource, Workspace};
 use pullwarden_core::secret::SecretString;
 
 use crate::diag::Problem;
-use crate::load::io_reason;
 use crate::lower::normalize_server;
 
 /// Where resolution reads variables and files from.
 pub trait Environment {
     fn var(&self, name: &str) -> Option<String>;
-    fn read(&self, path: &Path) -> std::io::Result<String>;
+    /// A credential file's text: a regular file, at most
+    /// [`pullwarden_input::Limit::CREDENTIAL_FILE`].
+    fn read(&self, path: &Path) -> Result<String, InputError>;
     fn exists(&self, path: &Path) -> bool;
+    /// Whether credential files may lie outside the workspace folder
+    /// (`--allow-outside-files`). By default they may not: a workspace in a
+    /// pull request could otherwise copy any file of the CI runner into a Secret.
+    fn allow_outside_workspace(&self) -> bool {
+        false
+    }
+}
+
+static ALLOW_OUTSIDE_WORKSPACE: AtomicBool = AtomicBool::new(false);
+
+/// Lets [`ProcessEnvironment`] read credential files outside the workspace
+/// folder (the binary calls this for `--allow-outside-files`).
+pub fn allow_files_outside_workspace() {
+    ALLOW_OUTSIDE_WORKSPACE.store(true, Ordering::Relaxed);
 }
 
 /// The process environment and the real filesystem.
@@ -30,12 +48,60 @@ impl Environment for ProcessEnvironment {
     fn var(&self, name: &str) -> Option<String> {
         std::env::var(name).ok()
     }
-    fn read(&self, path: &Path) -> std::io::Result<String> {
-        std::fs::read_to_string(path)
+    fn read(&self, path: &Path) -> Result<String, InputError> {
+        pullwarden_input::read_to_string(path, pullwarden_input::Limit::CREDENTIAL_FILE)
     }
     fn exists(&self, path: &Path) -> bool {
         path.exists()
     }
+    fn allow_outside_workspace(&self) -> bool {
+        ALLOW_OUTSIDE_WORKSPACE.load(Ordering::Relaxed)
+    }
+}
+
+/// Credential files (`fromFile`, `dockerConfigFile`, `dockercfgFile`) that
+/// resolve outside the workspace folder `root` (symlinks followed), as
+/// errors at their place, unless the environment allows them.
+pub fn check_outside_workspace(ws: &Workspace, root: &Path, env: &dyn Environment) -> Vec<Problem> {
+    if env.allow_outside_workspace() {
+        return Vec::new();
+    }
+    let mut problems = Vec::new();
+    for registry in ws.registries.values() {
+        let mut files = Vec::new();
+        match &registry.source {
+            RegistrySource::Login {
+                username, password, ..
+            } => {
+                for value in [username, password] {
+                    if let ValueSource::FromFile(path) = &value.value {
+                        files.push((path, &value.origin));
+                    }
+                }
+            }
+            RegistrySource::DockerConfigFile(path) | RegistrySource::DockercfgFile(path) => {
+                files.push((&path.value, &path.origin));
+            }
+        }
+        for (path, origin) in files {
+            if !pullwarden_input::resolves_inside(root, path) {
+                problems.push(
+                    Problem::error(
+                        "pullwarden::spec::outside_workspace",
+                        format!(
+                            "Registry `{}`: `{}` is outside the workspace folder `{}`",
+                            registry.name,
+                            path.display(),
+                            root.display()
+                        ),
+                    )
+                    .at(origin, "outside the workspace")
+                    .help("credential files must lie inside the workspace folder (symlinks resolved); to read this one anyway, pass --allow-outside-files or set PULLWARDEN_ALLOW_OUTSIDE_FILES=true"),
+                );
+            }
+        }
+    }
+    problems
 }
 
 pub use pullwarden_core::model::ResolvedRegistry;
@@ -156,7 +222,7 @@ fn read_credential_file(
                 "Registry `{}`: cannot read `{}`: {}",
                 registry.name,
                 path.value.display(),
-                io_reason(&e)
+                e
             ),
         )
         .at(&path.origin, "unreadable")
@@ -306,7 +372,7 @@ fn resolve_value(
                     "Registry `{}`: cannot read the {what} file `{}`: {}",
                     registry.name,
                     path.display(),
-                    io_reason(&e)
+                    e
                 ),
             )
             .at(&value.origin, "unreadable")),

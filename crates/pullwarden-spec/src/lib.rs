@@ -58,7 +58,19 @@ pub fn load_str(path: &Path, text: &str, env: &dyn credentials::Environment) -> 
             };
         }
     };
-    finish(sources, &parsed, problems, env)
+    finish(sources, &parsed, problems, env, &workspace_folder(path))
+}
+
+/// The folder credential files must lie in: the workspace folder, or the
+/// folder of a workspace given as one file.
+fn workspace_folder(path: &Path) -> std::path::PathBuf {
+    if path.is_dir() {
+        return path.to_path_buf();
+    }
+    match path.parent() {
+        Some(parent) if !parent.as_os_str().is_empty() => parent.to_path_buf(),
+        _ => std::path::PathBuf::from("."),
+    }
 }
 
 /// Reads and validates the workspace at `path` (a file or a directory),
@@ -76,7 +88,7 @@ pub fn load(path: &Path, env: &dyn credentials::Environment) -> Loaded {
         }
     };
     let (parsed, problems) = load::read_files(path, &files, &mut sources);
-    finish(sources, &parsed, problems, env)
+    finish(sources, &parsed, problems, env, &workspace_folder(path))
 }
 
 fn finish(
@@ -84,6 +96,7 @@ fn finish(
     parsed: &[lower::ParsedFile],
     mut problems: Vec<Problem>,
     env: &dyn credentials::Environment,
+    root: &Path,
 ) -> Loaded {
     let lower::Lowered {
         workspace,
@@ -101,7 +114,13 @@ fn finish(
         sources.redact(origin);
     }
     if let Some(ws) = &workspace {
-        problems.extend(credentials::check_credential_files(ws, env));
+        let outside = credentials::check_outside_workspace(ws, root, env);
+        if outside.is_empty() {
+            problems.extend(credentials::check_credential_files(ws, env));
+        } else {
+            // Not read: they are outside what this workspace may reference.
+            problems.extend(outside);
+        }
     }
     Loaded {
         sources,

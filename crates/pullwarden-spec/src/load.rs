@@ -2,51 +2,33 @@
 
 use std::path::{Path, PathBuf};
 
-use walkdir::WalkDir;
-
 use crate::diag::{Problem, Sources};
 use crate::lower::ParsedFile;
 use crate::yaml;
 
-/// The workspace's YAML files: `path` itself when it is a file; otherwise every
-/// `*.yaml` / `*.yml` below it in sorted path order, skipping hidden directories.
+/// The workspace's YAML files: `path` itself when it is not a folder;
+/// otherwise every `*.yaml` / `*.yml` below it in sorted path order, following
+/// symlinks (to files and to folders) and skipping hidden folders (see
+/// [`pullwarden_input::find_files`]). Anything that could hold workspace
+/// documents and cannot be read is an error, never skipped: with prune on, a
+/// skipped file would turn into deletions.
 pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
-    let meta = std::fs::metadata(path).map_err(|e| {
-        Problem::error(
-            "pullwarden::spec::unreadable",
-            format!(
-                "cannot read workspace `{}`: {}",
-                path.display(),
-                io_reason(&e)
+    let files = pullwarden_input::find_files(path, &is_yaml).map_err(|e| {
+        let what = if e.path() == path {
+            format!("cannot read workspace `{}`", path.display())
+        } else {
+            format!("cannot read `{}` in the workspace", e.path().display())
+        };
+        let problem = Problem::error("pullwarden::spec::unreadable", format!("{what}: {e}"));
+        match e.kind() {
+            pullwarden_input::InputErrorKind::SymlinkLoop => problem
+                .help("a symlink in the workspace leads back to itself or to a folder above it"),
+            pullwarden_input::InputErrorKind::NotFound if e.path() != path => problem.help(
+                "a broken symlink: fix or remove it (its documents would otherwise count as deleted)",
             ),
-        )
-    })?;
-    if meta.is_file() {
-        return Ok(vec![path.to_path_buf()]);
-    }
-    let mut files = Vec::new();
-    let walker = WalkDir::new(path)
-        .sort_by_file_name()
-        .into_iter()
-        // Hidden directories are skipped (the contract); files are read even
-        // when they are symlinks (a ConfigMap mounted as a folder is made of them).
-        .filter_entry(|entry| {
-            entry.depth() == 0 || !(is_hidden(entry.file_name()) && is_dir(entry))
-        });
-    for entry in walker {
-        let entry = entry.map_err(|e| {
-            Problem::error(
-                "pullwarden::spec::unreadable",
-                format!("cannot read the workspace directory: {e}"),
-            )
-        })?;
-        let is_file = entry.file_type().is_file()
-            || (entry.file_type().is_symlink() && entry.path().is_file());
-        if is_file && is_yaml(entry.path()) {
-            files.push(entry.into_path());
+            _ => problem,
         }
-    }
-    files.sort();
+    })?;
     if files.is_empty() {
         return Err(Problem::error(
             "pullwarden::spec::no_files",
@@ -57,27 +39,11 @@ pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
     Ok(files)
 }
 
-fn is_dir(entry: &walkdir::DirEntry) -> bool {
-    entry.file_type().is_dir() || (entry.file_type().is_symlink() && entry.path().is_dir())
-}
-
-fn is_hidden(name: &std::ffi::OsStr) -> bool {
-    name.to_str().is_some_and(|n| n.starts_with('.'))
-}
-
 fn is_yaml(path: &Path) -> bool {
     matches!(
         path.extension().and_then(|e| e.to_str()),
         Some("yaml" | "yml")
     )
-}
-
-pub(crate) fn io_reason(error: &std::io::Error) -> String {
-    match error.kind() {
-        std::io::ErrorKind::NotFound => "no such file or directory".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => error.to_string(),
-    }
 }
 
 /// Reads and parses every file; syntax errors and unreadable files become problems.
@@ -95,15 +61,12 @@ pub fn read_files(
     };
     for path in files {
         let display = display_path(root, base, path);
-        let bytes = match std::fs::read(path) {
+        let bytes = match pullwarden_input::read(path, pullwarden_input::Limit::WORKSPACE_FILE) {
             Ok(bytes) => bytes,
             Err(e) => {
                 problems.push(
-                    Problem::error(
-                        "pullwarden::spec::unreadable",
-                        format!("cannot read: {}", io_reason(&e)),
-                    )
-                    .in_file(display),
+                    Problem::error("pullwarden::spec::unreadable", format!("cannot read: {e}"))
+                        .in_file(display),
                 );
                 continue;
             }
