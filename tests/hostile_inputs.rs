@@ -369,3 +369,38 @@ fn snapshot_folders_follow_the_same_rules() {
     assert_eq!(out.code, Some(1), "{}", out.stderr);
     assert!(out.stderr.contains("secrets.yaml"), "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------- item 10
+
+#[test]
+fn a_live_source_without_namespaces_is_an_error_not_an_empty_cluster() {
+    let dir = workspace_with_team_file();
+    std::fs::write(dir.path().join("empty.yaml"), "").unwrap();
+    std::fs::write(
+        dir.path().join("cm.yaml"),
+        "apiVersion: v1\nkind: ConfigMap\nmetadata: {name: x, namespace: team-a}\n",
+    )
+    .unwrap();
+    for live in ["empty.yaml", "cm.yaml", "ws/workspace.yaml"] {
+        for args in [
+            vec!["drift", "ws", "--live", live],
+            vec!["plan", "ws", "--live", live, "--detailed-exitcode"],
+            vec!["import", "--name", "x", "--out", "imported", "--live", live],
+        ] {
+            let out = run(dir.path(), &args);
+            assert_eq!(out.code, Some(1), "{args:?}: {}", out.stderr);
+            assert!(
+                out.stderr
+                    .contains("holds no Namespace object, so it does not describe a cluster"),
+                "{args:?}: {}",
+                out.stderr
+            );
+            assert!(out.stderr.contains("pullwarden snapshot"), "{}", out.stderr);
+            assert!(!out.stdout.contains("in sync"), "{args:?}: {}", out.stdout);
+        }
+    }
+    // A cluster that has namespaces but nothing pullwarden manages is fine.
+    std::fs::write(dir.path().join("ns.yaml"), SNAPSHOT).unwrap();
+    let out = run(dir.path(), &["plan", "ws", "--live", "ns.yaml"]);
+    assert_eq!(out.code, Some(0), "{}", out.stderr);
+}

@@ -37,6 +37,19 @@ pub enum LiveFileError {
     )]
     NoFiles { path: PathBuf },
 
+    #[error("{} holds no Namespace object, so it does not describe a cluster{}", .path.display(), describe_ignored(.ignored))]
+    #[diagnostic(
+        code(pullwarden::snapshot::no_namespaces),
+        help(
+            "a snapshot that says nothing must not read as a cluster with nothing (a failed `kubectl get > cluster.yaml` would then look in sync): write one with `pullwarden snapshot --out cluster.yaml` or `kubectl get ns,secrets,serviceaccounts,rolebindings -A -o yaml > cluster.yaml`"
+        )
+    )]
+    NoNamespaces {
+        path: PathBuf,
+        /// Objects of other kinds that were found, by `<apiVersion> <kind>`.
+        ignored: BTreeMap<String, usize>,
+    },
+
     #[error("{}: document {document} (line {line}, column {column}) is not valid {format}: {reason}", .file.display())]
     #[diagnostic(code(pullwarden::snapshot::syntax))]
     Syntax {
@@ -124,6 +137,16 @@ pub fn load_snapshot(path: &Path) -> Result<Snapshot, LiveFileError> {
             .map_err(|e| io_error(file, &e))?;
         loader.load_text(file, &text)?;
     }
+    // Every cluster has namespaces (`default`, `kube-system`), and both
+    // `pullwarden snapshot` and `kubectl get ns,...` list them: a source
+    // without any is an empty or wrong file, not an empty cluster. One that
+    // lists namespaces but no Secrets or ServiceAccounts is a cluster.
+    if loader.namespace_objects == 0 {
+        return Err(LiveFileError::NoNamespaces {
+            path: path.to_owned(),
+            ignored: loader.ignored,
+        });
+    }
     let mut live = loader.live;
     sort_live_state(&mut live);
     Ok(Snapshot {
@@ -146,6 +169,8 @@ struct Loader {
     ignored: BTreeMap<String, usize>,
     /// (kind, namespace, name) -> where it was first seen.
     seen: BTreeMap<(String, String, String), (PathBuf, usize)>,
+    /// Namespace objects read, terminating ones included.
+    namespace_objects: usize,
 }
 
 /// Where an object sits: file and document.
@@ -246,6 +271,7 @@ impl Loader {
             "Namespace" if core => {
                 let namespace: Namespace = typed(object, at, &description)?;
                 self.check_unique(&kind, &namespace.metadata, at, &description)?;
+                self.namespace_objects += 1;
                 if let Some(name) = live_namespace(&namespace) {
                     self.live.namespaces.insert(name);
                 }
@@ -306,6 +332,23 @@ impl Loader {
         self.seen.insert(key, (at.file.to_owned(), at.document));
         Ok(())
     }
+}
+
+/// ` (other objects in it: 3 × pullwarden.dev/v1alpha1 Registry)`, for
+/// [`LiveFileError::NoNamespaces`]: what the file held instead.
+fn describe_ignored(ignored: &BTreeMap<String, usize>) -> String {
+    if ignored.is_empty() {
+        return String::new();
+    }
+    let mut kinds: Vec<String> = ignored
+        .iter()
+        .take(4)
+        .map(|(kind, count)| format!("{count} × {}", pullwarden_input::shown(kind, 100)))
+        .collect();
+    if ignored.len() > 4 {
+        kinds.push("…".to_owned());
+    }
+    format!(" (other objects in it: {})", kinds.join(", "))
 }
 
 /// `Secret ns/name`, `Namespace name`, with the list item when inside one.
@@ -796,6 +839,62 @@ mod tests {
         write(dir.path(), "README.md", "# nothing");
         let error = read_live_files(dir.path()).unwrap_err();
         assert!(matches!(error, LiveFileError::NoFiles { .. }), "{error}");
+    }
+
+    #[test]
+    fn a_snapshot_without_namespaces_is_an_error_not_an_empty_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let cases = [
+            ("empty.yaml", String::new()),
+            ("comments.yaml", "# kubectl failed\n---\n".to_owned()),
+            ("empty-list.yaml", "apiVersion: v1\nkind: List\nitems: []\n".to_owned()),
+            (
+                "workspace.yaml",
+                "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {name: w}\nspec: {}\n"
+                    .to_owned(),
+            ),
+            (
+                "secrets-only.yaml",
+                "apiVersion: v1\nkind: ServiceAccount\nmetadata: {name: default, namespace: ns}\n"
+                    .to_owned(),
+            ),
+            ("empty.json", "{\"apiVersion\": \"v1\", \"kind\": \"List\", \"items\": []}".to_owned()),
+        ];
+        for (name, text) in cases {
+            let file = write(dir.path(), name, &text);
+            let error = load_snapshot(&file).expect_err(name);
+            assert!(
+                matches!(error, LiveFileError::NoNamespaces { .. }),
+                "{name}: {error}"
+            );
+            let message = error.to_string();
+            assert!(
+                message.starts_with(&format!(
+                    "{} holds no Namespace object, so it does not describe a cluster",
+                    file.display()
+                )),
+                "{message}"
+            );
+        }
+        let error = load_snapshot(&dir.path().join("workspace.yaml")).unwrap_err();
+        assert!(
+            error
+                .to_string()
+                .ends_with("(other objects in it: 1 × pullwarden.dev/v1alpha1 Workspace)"),
+            "{error}"
+        );
+        // Namespaces without any Secret or ServiceAccount: a cluster with nothing to manage.
+        let file = write(dir.path(), "bare.yaml", NAMESPACE);
+        let snapshot = load_snapshot(&file).unwrap();
+        assert_eq!(snapshot.live.namespaces.len(), 1);
+        assert!(snapshot.live.secrets.is_empty());
+        // Only terminating namespaces: still namespaces, read as on a cluster.
+        let file = write(
+            dir.path(),
+            "terminating.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\nstatus: {phase: Terminating}\n",
+        );
+        assert!(load_snapshot(&file).unwrap().live.namespaces.is_empty());
     }
 
     #[test]
