@@ -48,6 +48,10 @@ struct Supervised {
     supervisor: Child,
     pid_file: PathBuf,
     log_file: PathBuf,
+    /// What started it, to start it again ([`ControlPlane::restart`]).
+    program: PathBuf,
+    args: Vec<String>,
+    cleanup: Option<PathBuf>,
 }
 
 impl Supervised {
@@ -60,14 +64,14 @@ impl Supervised {
     ) -> Result<Supervised> {
         let pid_file = state_dir.join(format!("{name}.pid"));
         let log_file = state_dir.join(format!("{name}.log"));
-        let cleanup = cleanup.map_or_else(|| "-".to_owned(), |p| p.display().to_string());
+        let cleanup_arg = cleanup.map_or_else(|| "-".to_owned(), |p| p.display().to_string());
         let supervisor = Command::new("sh")
             .arg("-c")
             .arg(SUPERVISOR)
             .arg("sh")
             .arg(&pid_file)
             .arg(&log_file)
-            .arg(cleanup)
+            .arg(cleanup_arg)
             .arg(program)
             .args(args)
             .stdin(Stdio::piped())
@@ -80,6 +84,9 @@ impl Supervised {
             supervisor,
             pid_file,
             log_file,
+            program: program.to_owned(),
+            args: args.to_vec(),
+            cleanup: cleanup.map(Path::to_owned),
         })
     }
 
@@ -116,18 +123,57 @@ pub fn process_is_running(pid: i32) -> bool {
     }
 }
 
+/// How a control plane is started. The default is what every shared test
+/// environment runs with.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Record every write in an audit log (`state_dir/audit.log`, policy
+    /// [`crate::audit::AUDIT_POLICY`]), read back with [`ControlPlane::audit_log`].
+    pub audit: bool,
+}
+
+/// One of the two server processes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Server {
+    Etcd,
+    KubeApiserver,
+}
+
+impl Server {
+    fn name(self) -> &'static str {
+        match self {
+            Server::Etcd => "etcd",
+            Server::KubeApiserver => "kube-apiserver",
+        }
+    }
+}
+
 /// A running etcd + kube-apiserver pair and the files describing it.
 pub struct ControlPlane {
     pub state_dir: PathBuf,
     pub kubeconfig: PathBuf,
     pub base_url: String,
     servers: Vec<Supervised>,
+    /// Supervisors of servers killed by [`ControlPlane::kill`]: kept (their
+    /// stdin open) until the plane stops, since closing it would make them
+    /// remove etcd's data directory, which the restarted etcd uses.
+    retired: Vec<Supervised>,
+    audit_log: Option<PathBuf>,
 }
 
 impl ControlPlane {
     /// Starts etcd and kube-apiserver from `bin_dir` with state in `state_dir`,
     /// writes `state_dir/kubeconfig` and waits for `/readyz`.
     pub async fn start(bin_dir: &Path, state_dir: &Path) -> Result<ControlPlane> {
+        Self::start_with(bin_dir, state_dir, Options::default()).await
+    }
+
+    /// [`ControlPlane::start`] with options.
+    pub async fn start_with(
+        bin_dir: &Path,
+        state_dir: &Path,
+        options: Options,
+    ) -> Result<ControlPlane> {
         fs::create_dir_all(state_dir)?;
         let state_dir = state_dir.canonicalize()?;
         let pki = Pki::generate(
@@ -157,6 +203,8 @@ impl ControlPlane {
             state_dir: state_dir.clone(),
             base_url: base_url.clone(),
             servers: Vec::new(),
+            retired: Vec::new(),
+            audit_log: None,
         };
         plane.servers.push(Supervised::spawn(
             "etcd",
@@ -167,7 +215,7 @@ impl ControlPlane {
         )?);
 
         let file = |p: &Path| p.display().to_string();
-        let apiserver_args = vec![
+        let mut apiserver_args = vec![
             format!("--etcd-servers=http://127.0.0.1:{etcd_client}"),
             format!("--secure-port={secure_port}"),
             "--bind-address=127.0.0.1".to_owned(),
@@ -188,6 +236,19 @@ impl ControlPlane {
             "--endpoint-reconciler-type=none".to_owned(),
             "--allow-privileged=true".to_owned(),
         ];
+        if options.audit {
+            let policy = state_dir.join("audit-policy.yaml");
+            fs::write(&policy, crate::audit::AUDIT_POLICY)?;
+            let log = state_dir.join("audit.log");
+            apiserver_args.extend([
+                format!("--audit-policy-file={}", file(&policy)),
+                format!("--audit-log-path={}", file(&log)),
+                "--audit-log-format=json".to_owned(),
+                "--audit-log-mode=blocking".to_owned(),
+                "--audit-log-maxsize=0".to_owned(),
+            ]);
+            plane.audit_log = Some(log);
+        }
         plane.servers.push(Supervised::spawn(
             "kube-apiserver",
             &state_dir,
@@ -242,9 +303,74 @@ impl ControlPlane {
         self.servers.iter().filter_map(Supervised::pid).collect()
     }
 
+    /// The audit log, when the plane was started with [`Options::audit`].
+    pub fn audit_log(&self) -> Option<crate::audit::AuditLog> {
+        self.audit_log.as_deref().map(crate::audit::AuditLog::new)
+    }
+
+    /// SIGKILLs `server` (no graceful shutdown: a crash) and waits until it
+    /// has exited. etcd's data directory stays for [`ControlPlane::restart`].
+    pub fn kill(&mut self, server: Server) -> Result<()> {
+        let index = self
+            .servers
+            .iter()
+            .position(|s| s.name == server.name())
+            .with_context(|| format!("{} is not running", server.name()))?;
+        let supervised = &self.servers[index];
+        let pid = supervised.pid().context("no PID recorded")?;
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        )?;
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while process_is_running(pid) {
+            if Instant::now() > deadline {
+                bail!("{} (PID {pid}) still runs after SIGKILL", server.name());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let supervised = self.servers.remove(index);
+        self.retired.push(supervised);
+        Ok(())
+    }
+
+    /// Starts a server killed by [`ControlPlane::kill`] again, with the same
+    /// arguments (same ports, same etcd data directory), under a new
+    /// supervisor. Waits for `/readyz` only when both servers run.
+    pub async fn restart(&mut self, server: Server) -> Result<()> {
+        if self.servers.iter().any(|s| s.name == server.name()) {
+            bail!("{} is running", server.name());
+        }
+        let old = self
+            .retired
+            .iter()
+            .rev()
+            .find(|s| s.name == server.name())
+            .with_context(|| format!("{} was never killed", server.name()))?;
+        let new = Supervised::spawn(
+            old.name,
+            &self.state_dir,
+            old.cleanup.as_deref(),
+            &old.program,
+            &old.args,
+        )?;
+        // etcd first, kube-apiserver last: `stop` pops from the end.
+        match server {
+            Server::Etcd => self.servers.insert(0, new),
+            Server::KubeApiserver => self.servers.push(new),
+        }
+        if self.servers.len() == 2 {
+            self.wait_ready().await?;
+        }
+        Ok(())
+    }
+
     /// Stops kube-apiserver, then etcd, and waits until both have exited.
     pub fn stop(&mut self) {
         while let Some(mut server) = self.servers.pop() {
+            server.stop();
+        }
+        while let Some(mut server) = self.retired.pop() {
             server.stop();
         }
     }

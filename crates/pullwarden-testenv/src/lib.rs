@@ -17,7 +17,9 @@
 //! never falls back to skipping: if the control plane cannot start, every
 //! test that asked for it fails with the logs' paths.
 
+pub mod audit;
 mod controlplane;
+pub mod faults;
 mod openshift;
 mod pki;
 pub mod registry;
@@ -34,7 +36,9 @@ use kube::api::{Api, PostParams};
 use kube::config::{KubeConfigOptions, Kubeconfig};
 use kube::{Client, Config};
 
-pub use controlplane::{ControlPlane, process_is_running};
+pub use audit::{AuditEvent, AuditLog};
+pub use controlplane::{ControlPlane, Options, Server, process_is_running};
+pub use faults::{FaultKind, FaultProxy, Schedule};
 pub use openshift::{
     IMAGE_BUILDER_ROLE, IMAGE_PULLER_ROLE, IMAGE_PUSHER_ROLE, OPENSHIFT_SA_CONTROLLER_MANAGER,
     OpenShiftSaController, PULL_SECRET_REF_ANNOTATION, SECRET_SA_ANNOTATION,
@@ -103,10 +107,28 @@ impl TestEnv {
         }
     }
 
+    /// A local control plane of its own (never the external cluster), with
+    /// `options`: for tests that need the audit log or restart servers,
+    /// which must not share a control plane with other tests.
+    pub async fn dedicated(options: Options) -> Result<TestEnv> {
+        let root = std::env::var_os(STATE_ROOT_ENV).map_or_else(std::env::temp_dir, PathBuf::from);
+        std::fs::create_dir_all(&root)?;
+        let state_dir = tempfile::Builder::new()
+            .prefix("pullwarden-testenv-")
+            .tempdir_in(&root)?
+            .keep();
+        Self::local_with(&state_dir, options).await
+    }
+
     /// Starts a local control plane with its state (PKI, logs, kubeconfig) in `state_dir`.
     pub async fn local(state_dir: &Path) -> Result<TestEnv> {
+        Self::local_with(state_dir, Options::default()).await
+    }
+
+    /// [`TestEnv::local`] with options.
+    pub async fn local_with(state_dir: &Path, options: Options) -> Result<TestEnv> {
         let bin_dir = controlplane_bin_dir()?;
-        let plane = ControlPlane::start(&bin_dir, state_dir).await?;
+        let plane = ControlPlane::start_with(&bin_dir, state_dir, options).await?;
         let admin_config = config_for(&plane.kubeconfig, ADMIN_CONTEXT).await?;
         let user_config = config_for(&plane.kubeconfig, USER_CONTEXT).await?;
         Ok(TestEnv {
@@ -214,6 +236,37 @@ impl TestEnv {
     /// The local control plane, `None` against an external cluster.
     pub fn control_plane(&self) -> Option<&ControlPlane> {
         self.control_plane.as_ref()
+    }
+
+    /// The local control plane, to kill and restart its servers.
+    pub fn control_plane_mut(&mut self) -> Option<&mut ControlPlane> {
+        self.control_plane.as_mut()
+    }
+
+    /// The audit log (local control plane started with [`Options::audit`]).
+    pub fn audit_log(&self) -> Option<AuditLog> {
+        self.control_plane.as_ref()?.audit_log()
+    }
+
+    /// Starts a fault-injecting HTTPS proxy in front of the local control
+    /// plane's API server (see [`faults`]), serving the API server's own
+    /// certificate (signed by the test CA, valid for 127.0.0.1).
+    pub fn fault_proxy(&self) -> Result<FaultProxy> {
+        let plane = self
+            .control_plane
+            .as_ref()
+            .context("the fault proxy needs the local control plane")?;
+        let pki = plane.state_dir.join("pki");
+        let read = |name: &str| {
+            std::fs::read_to_string(pki.join(name))
+                .with_context(|| format!("reading {}", pki.join(name).display()))
+        };
+        FaultProxy::start(
+            &plane.base_url,
+            &read("ca.crt")?,
+            &read("serving.crt")?,
+            &read("serving.key")?,
+        )
     }
 
     /// Whether OpenShift's roles, projects and controllers are simulated (local only).
