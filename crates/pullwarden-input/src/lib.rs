@@ -401,8 +401,7 @@ impl YamlLimits {
             YamlLimit::ScalarBytes => (self.scalar_bytes, "bytes of text in values"),
         };
         format!(
-            "{} holds more than {} {noun}; that is the limit pullwarden sets for {}",
-            capitalised(self.what),
+            "it holds more than {} {noun}, the limit for {}",
             thousands(count),
             self.what
         )
@@ -417,13 +416,6 @@ pub enum YamlLimit {
     Documents,
     Depth,
     ScalarBytes,
-}
-
-fn capitalised(text: &str) -> String {
-    let mut chars = text.chars();
-    chars.next().map_or_else(String::new, |first| {
-        first.to_uppercase().chain(chars).collect()
-    })
 }
 
 /// A value from a file, fit to be quoted in a message: control characters

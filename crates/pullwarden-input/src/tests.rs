@@ -224,7 +224,7 @@ fn resolves_inside_follows_symlinks_and_dot_dots() {
 fn messages_for_yaml_limits_are_for_people() {
     assert_eq!(
         YamlLimits::SNAPSHOT.exceeded(YamlLimit::Nodes),
-        "A snapshot document holds more than 100,000,000 YAML nodes (mappings, lists and values); that is the limit pullwarden sets for a snapshot document"
+        "it holds more than 100,000,000 YAML nodes (mappings, lists and values), the limit for a snapshot document"
     );
     assert_eq!(thousands(999), "999");
     assert_eq!(thousands(1000), "1,000");

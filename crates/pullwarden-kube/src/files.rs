@@ -61,6 +61,20 @@ pub enum LiveFileError {
         reason: String,
     },
 
+    #[error("{}: document {document} (from line {line}) cannot be read: {reason}", .file.display())]
+    #[diagnostic(
+        code(pullwarden::snapshot::too_large),
+        help(
+            "the limits are set for clusters of well over 100,000 objects; split the snapshot into several files if one is reached"
+        )
+    )]
+    OverLimit {
+        file: PathBuf,
+        document: usize,
+        line: u64,
+        reason: String,
+    },
+
     #[error("{}: document {document}: {object}: {reason}", .file.display())]
     #[diagnostic(
         code(pullwarden::snapshot::invalid_object),
@@ -452,10 +466,50 @@ fn secret_map<T>(
 
 /// YAML 1.2 booleans only (`true`/`false`): under YAML 1.1 rules a
 /// namespace named `n` or a label value `on` would turn into a boolean.
+/// The budget fits a whole cluster in one document (`kind: List`):
+/// [`pullwarden_input::YamlLimits::SNAPSHOT`].
 fn yaml_options() -> serde_saphyr::Options {
+    let limits = pullwarden_input::YamlLimits::SNAPSHOT;
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = limits.nodes;
+    budget.max_events = limits.events;
+    budget.max_documents = limits.documents;
+    budget.max_depth = limits.depth;
+    budget.max_total_scalar_bytes = limits.scalar_bytes;
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
+    options.budget = Some(budget);
     options
+}
+
+/// A breached budget, said for people instead of the parser's
+/// `Nodes { nodes: N }`.
+fn budget_message(error: &serde_saphyr::Error) -> Option<String> {
+    use pullwarden_input::YamlLimit;
+    use serde_saphyr::budget::BudgetBreach;
+    let mut error = error;
+    while let serde_saphyr::Error::WithSnippet { error: inner, .. }
+    | serde_saphyr::Error::AliasError { error: inner, .. } = error
+    {
+        error = inner;
+    }
+    let serde_saphyr::Error::Budget { breach, .. } = error else {
+        return None;
+    };
+    let limit = match breach {
+        BudgetBreach::Nodes { .. } => YamlLimit::Nodes,
+        BudgetBreach::Events { .. } => YamlLimit::Events,
+        BudgetBreach::Documents { .. } => YamlLimit::Documents,
+        BudgetBreach::Depth { .. } => YamlLimit::Depth,
+        BudgetBreach::ScalarBytes { .. } => YamlLimit::ScalarBytes,
+        BudgetBreach::Aliases { .. }
+        | BudgetBreach::Anchors { .. }
+        | BudgetBreach::AliasAnchorRatio { .. } => {
+            return Some("it uses more aliases (`*name`) than the parser accepts".to_owned());
+        }
+        _ => return Some("it exceeds a limit of the YAML parser".to_owned()),
+    };
+    Some(pullwarden_input::YamlLimits::SNAPSHOT.exceeded(limit))
 }
 
 /// A YAML document of a file and the line (1-based) its text starts on.
@@ -512,6 +566,14 @@ fn yaml_documents(text: &str) -> Vec<YamlDocument> {
 /// problem ("did not find expected key"); its source snippet, which could
 /// show a Secret's data, is never used.
 fn yaml_syntax_error(error: &serde_saphyr::Error, at: &At, first_line: u64) -> LiveFileError {
+    if let Some(reason) = budget_message(error) {
+        return LiveFileError::OverLimit {
+            file: at.file.to_owned(),
+            document: at.document,
+            line: first_line,
+            reason,
+        };
+    }
     let error = error.without_snippet();
     let (line, column) = error
         .location()

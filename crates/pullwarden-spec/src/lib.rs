@@ -105,7 +105,9 @@ fn finish(
     } = lower::lower(parsed);
     problems.extend(lowering);
     if problems.iter().any(|p| {
-        p.code == "pullwarden::spec::yaml_syntax" || p.code == "pullwarden::spec::unreadable"
+        p.code == "pullwarden::spec::yaml_syntax"
+            || p.code == "pullwarden::spec::yaml_limit"
+            || p.code == "pullwarden::spec::unreadable"
     }) {
         // The Workspace document may be in the file that could not be read.
         problems.retain(|p| p.code != "pullwarden::spec::missing_workspace");

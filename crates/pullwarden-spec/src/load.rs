@@ -130,11 +130,19 @@ pub(crate) fn syntax_problem(
     if let Some(value) = value_on_line(&text, offset) {
         sources.redact(&pullwarden_core::model::Origin { file, span: value });
     }
-    Problem::error(
-        "pullwarden::spec::yaml_syntax",
-        format!("invalid YAML: {}", error.message),
-    )
-    .at(
+    let problem = if error.over_limit {
+        Problem::error(
+            "pullwarden::spec::yaml_limit",
+            format!("cannot read this file: {}", error.message),
+        )
+        .help("docs/workspace-format.md lists the limits of a workspace file; split it into several files")
+    } else {
+        Problem::error(
+            "pullwarden::spec::yaml_syntax",
+            format!("invalid YAML: {}", error.message),
+        )
+    };
+    problem.at(
         &pullwarden_core::model::Origin {
             file,
             span: offset..offset,

@@ -51,25 +51,78 @@ impl Value {
 pub struct SyntaxError {
     pub message: String,
     pub offset: Option<usize>,
+    /// Not a syntax error: a parser limit was reached (`message` says which).
+    pub over_limit: bool,
 }
 
 /// Parses every document of `source`. Empty documents are dropped.
 pub fn parse_documents(source: &str) -> Result<Vec<Node>, SyntaxError> {
+    let limits = pullwarden_input::YamlLimits::WORKSPACE;
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
+        budget: Some(budget(&limits)),
     };
     let docs: Vec<SpannedValue> = serde_saphyr::from_multiple_with_options(source, options)
-        .map_err(|err| SyntaxError {
-            message: first_line(&err.to_string()),
-            offset: err
-                .location()
-                .and_then(|loc| byte_offset_of(source, loc.line(), loc.column())),
+        .map_err(|err| {
+            let over_limit = budget_message(&err, &limits);
+            SyntaxError {
+                over_limit: over_limit.is_some(),
+                message: over_limit.unwrap_or_else(|| first_line(&err.to_string())),
+                offset: err
+                    .location()
+                    .and_then(|loc| byte_offset_of(source, loc.line(), loc.column())),
+            }
         })?;
     Ok(docs
         .into_iter()
         .map(|doc| doc.into_node(source))
         .filter(|node| node.value != Value::Null)
         .collect())
+}
+
+/// The parser's budget from pullwarden's limits (the rest of its defaults
+/// stay: aliases, anchors, merge keys).
+pub fn budget(limits: &pullwarden_input::YamlLimits) -> serde_saphyr::Budget {
+    let mut budget = serde_saphyr::Budget::default();
+    budget.max_nodes = limits.nodes;
+    budget.max_events = limits.events;
+    budget.max_documents = limits.documents;
+    budget.max_depth = limits.depth;
+    budget.max_total_scalar_bytes = limits.scalar_bytes;
+    budget
+}
+
+/// A breached budget, said for people ("a workspace file holds more than
+/// 4,000,000 YAML nodes ..."), instead of the parser's `Nodes { nodes: N }`.
+pub fn budget_message(
+    error: &serde_saphyr::Error,
+    limits: &pullwarden_input::YamlLimits,
+) -> Option<String> {
+    use pullwarden_input::YamlLimit;
+    use serde_saphyr::budget::BudgetBreach;
+    let mut error = error;
+    while let serde_saphyr::Error::WithSnippet { error: inner, .. }
+    | serde_saphyr::Error::AliasError { error: inner, .. } = error
+    {
+        error = inner;
+    }
+    let serde_saphyr::Error::Budget { breach, .. } = error else {
+        return None;
+    };
+    let limit = match breach {
+        BudgetBreach::Nodes { .. } => YamlLimit::Nodes,
+        BudgetBreach::Events { .. } => YamlLimit::Events,
+        BudgetBreach::Documents { .. } => YamlLimit::Documents,
+        BudgetBreach::Depth { .. } => YamlLimit::Depth,
+        BudgetBreach::ScalarBytes { .. } => YamlLimit::ScalarBytes,
+        BudgetBreach::Aliases { .. }
+        | BudgetBreach::Anchors { .. }
+        | BudgetBreach::AliasAnchorRatio { .. } => {
+            return Some("it uses more aliases (`*name`) than the parser accepts".to_owned());
+        }
+        _ => return Some("it exceeds a limit of the YAML parser".to_owned()),
+    };
+    Some(limits.exceeded(limit))
 }
 
 /// The parser's message without its own "error: line N column M:" prefix
@@ -278,6 +331,40 @@ mod tests {
         let err = parse_documents(source).unwrap_err();
         assert!(err.offset.is_some(), "{err:?}");
         assert!(!err.message.is_empty());
+    }
+
+    #[test]
+    fn more_than_the_parser_default_budget_parses() {
+        // serde-saphyr's defaults: 250,000 nodes and 1,024 documents.
+        let list = format!("list: [{}]\n", vec!["n"; 260_000].join(", "));
+        let docs = parse_documents(&list).unwrap();
+        let Value::Map(entries) = &docs[0].value else {
+            panic!("not a map")
+        };
+        assert!(matches!(&entries[0].1.value, Value::Seq(items) if items.len() == 260_000));
+        let many = "---\na: 1\n".repeat(1_100);
+        assert_eq!(parse_documents(&many).unwrap().len(), 1_100);
+    }
+
+    #[test]
+    fn a_reached_limit_is_said_for_people() {
+        // On a thread with the main thread's 8 MiB stack: 64 levels of
+        // spanned values take more than a test thread's 2 MiB in a debug build.
+        let deep = format!("x: {}1{}\n", "[".repeat(100), "]".repeat(100));
+        let err = std::thread::Builder::new()
+            .stack_size(8 << 20)
+            .spawn(move || parse_documents(&deep))
+            .unwrap()
+            .join()
+            .unwrap()
+            .unwrap_err();
+        assert!(err.over_limit, "{err:?}");
+        assert_eq!(
+            err.message,
+            "it holds more than 64 levels of nesting, the limit for a workspace file"
+        );
+        let syntax = parse_documents("a: [oops\n").unwrap_err();
+        assert!(!syntax.over_limit);
     }
 
     #[test]
