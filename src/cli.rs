@@ -65,6 +65,12 @@ pub enum Command {
     /// Write a starting workspace from the live cluster's pull secrets, links and image-role
     /// bindings (credentials become `fromEnv` placeholders, never values).
     Import(ImportArgs),
+    /// Will this pod (or a pod of this ServiceAccount) pull that image? The kubelet's own
+    /// credential rules: the secrets that apply and the entries it tries, in order; for
+    /// OpenShift's integrated registry, whether RBAC lets the ServiceAccount pull from the
+    /// project and which binding grants it. `--probe` asks the registry itself.
+    /// Exit 0 it will pull (as far as the cluster can tell), 2 it will not, 1 error.
+    CanPull(CanPullArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -209,6 +215,49 @@ pub struct PlanArgs {
     pub cluster: ClusterArgs,
 }
 
+#[derive(Args, Debug)]
+#[command(group = clap::ArgGroup::new("who").required(true).args(["service_account", "pod"]))]
+pub struct CanPullArgs {
+    /// The image, as a pod spec names it (`quay.io/team/app:v1`, `nginx`).
+    pub image: String,
+    /// A ServiceAccount, as `NAMESPACE/NAME`: the question is asked for a pod created
+    /// now that lists no pull secrets of its own (it gets the ServiceAccount's).
+    #[arg(long, value_name = "NS/NAME")]
+    pub service_account: Option<String>,
+    /// An existing pod, as `NAMESPACE/NAME`: its own pull secrets (fixed when it was
+    /// created); says when its ServiceAccount now lists secrets the pod never got.
+    #[arg(long, value_name = "NS/NAME", conflicts_with = "live")]
+    pub pod: Option<String>,
+    /// Answer from Kubernetes objects saved as YAML/JSON instead of a cluster.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub live: Option<std::path::PathBuf>,
+    /// Ask the registry: try each candidate in the kubelet's order, as a container
+    /// runtime does (`GET /v2/`, Basic or Bearer token, `HEAD` of the manifest).
+    #[arg(long)]
+    pub probe: bool,
+    /// Where OpenShift's integrated registry answers: images there are checked with a
+    /// SubjectAccessReview (`get imagestreams/layers` in the image's project).
+    #[arg(long, value_name = "HOST", default_value = pullwarden_core::pull::project::DEFAULT_INTERNAL_REGISTRY)]
+    pub internal_registry: String,
+    /// PEM certificates to trust, besides the system's, when probing.
+    #[arg(long, value_name = "FILE", requires = "probe")]
+    pub registry_ca: Option<std::path::PathBuf>,
+    /// A registry (`host[:port]`) to probe over plain HTTP (repeatable); HTTPS otherwise.
+    #[arg(long, value_name = "HOST", requires = "probe")]
+    pub insecure_registry: Vec<String>,
+    /// Output format (on stdout).
+    #[arg(long, value_enum, default_value_t = CanPullFormat::Text)]
+    pub format: CanPullFormat,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum CanPullFormat {
+    Text,
+    Json,
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
 pub enum PlanFormat {
     Text,
@@ -246,6 +295,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         Command::Drift(args) => crate::commands::drift(args, out),
         Command::Snapshot(args) => crate::commands::snapshot(args, out),
         Command::Import(args) => crate::commands::import(args, out),
+        Command::CanPull(args) => crate::commands::can_pull::can_pull(args, out),
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(

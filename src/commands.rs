@@ -1,6 +1,9 @@
 //! The commands that talk to a cluster: loading, resolving, reading the live
 //! state, planning, and printing. Exit codes are decided here.
 
+
+pub mod can_pull;
+
 use std::path::Path;
 use std::process::ExitCode;
 

@@ -108,6 +108,10 @@ pub enum ClusterError {
     )]
     CredentialPlugin { reason: String },
 
+    #[error("{what} does not exist")]
+    #[diagnostic(code(pullwarden::cluster::not_found))]
+    NotFound { what: String },
+
     #[error("the Kubernetes API server{} did not answer within {timeout:?} (--request-timeout)", at_server(.server.as_deref()))]
     #[diagnostic(
         code(pullwarden::cluster::timeout),
@@ -378,7 +382,7 @@ fn first_line(text: &str) -> String {
 
 /// Maps an error of one request to a [`ClusterError`]; `verb`, `resource`
 /// and `scope` describe the request for a 403.
-fn request_error(
+pub(crate) fn request_error(
     error: &kube::Error,
     server: Option<&str>,
     verb: &str,

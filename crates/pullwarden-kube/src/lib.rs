@@ -20,6 +20,7 @@ pub mod apply;
 mod cluster;
 pub mod convert;
 mod files;
+pub mod inspect;
 pub mod retry;
 pub mod snapshot;
 

@@ -42,6 +42,7 @@ pub mod docker_config;
 mod go_url;
 pub mod image_ref;
 pub mod keyring;
+pub mod project;
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -86,6 +87,25 @@ impl<'a> SecretInput<'a> {
             name,
             secret_type,
             docker_config: data.get(key).map(Vec::as_slice),
+        }
+    }
+}
+
+impl<'a> SecretInput<'a> {
+    /// A Secret as pullwarden read it (from the cluster or a snapshot).
+    ///
+    /// An audited `expose`: the docker config is handed, in memory, to the
+    /// kubelet's rules, which never print it (see [`Candidate`]).
+    pub fn from_live(secret: &'a crate::live::LiveSecret) -> Self {
+        let key = if secret.type_ == TYPE_DOCKERCFG {
+            KEY_DOCKERCFG
+        } else {
+            KEY_DOCKER_CONFIG_JSON
+        };
+        Self {
+            name: &secret.meta.name,
+            secret_type: &secret.type_,
+            docker_config: secret.data.get(key).map(|v| v.expose().as_bytes()),
         }
     }
 }
