@@ -112,10 +112,12 @@ pub fn runtime(out: &Output) -> Result<Runtime, Failed> {
         })
 }
 
-/// How the cluster is read: the one retry policy, bounded by `--request-timeout`.
+/// How the cluster is read: the one retry policy, bounded by `--request-timeout`;
+/// only docker-config Secrets are listed (see [`read_live`] for the others).
 fn read_options(cluster: &ClusterArgs) -> pullwarden_kube::ReadOptions {
     pullwarden_kube::ReadOptions {
         retry: retry_policy(cluster),
+        secrets: pullwarden_kube::SecretSelection::PullSecrets,
         ..pullwarden_kube::ReadOptions::default()
     }
 }
@@ -144,7 +146,9 @@ pub fn connect(
     })
 }
 
-/// Reads the live state from a snapshot, or from the cluster through `client`.
+/// Reads the live state from a snapshot, or from the cluster through `client`
+/// (falling back to the `named` namespaces for namespace-scoped credentials),
+/// with no workspace to look Secret names up for: see [`read_live_for`].
 pub fn read_live(
     rt: &tokio::runtime::Runtime,
     live: Option<&Path>,
@@ -153,13 +157,45 @@ pub fn read_live(
     options: &pullwarden_kube::ReadOptions,
     out: &Output,
 ) -> Result<LiveState, Failed> {
+    read_live_for(rt, live, client, named, None, options, out)
+}
+
+/// [`read_live`], and, from the cluster with a workspace `ws`: after the read
+/// (which lists only docker-config Secrets), the Secret names the workspace
+/// wants that the read did not find are looked up by name
+/// ([`pullwarden_kube::lookup_secrets`]), so a Secret of another type holding
+/// one is still a conflict. Without a workspace (snapshot, import) only the
+/// docker-config Secrets are read.
+fn read_live_for(
+    rt: &tokio::runtime::Runtime,
+    live: Option<&Path>,
+    client: Option<&kube::Client>,
+    named: &[String],
+    ws: Option<&pullwarden_core::model::Workspace>,
+    options: &pullwarden_kube::ReadOptions,
+    out: &Output,
+) -> Result<LiveState, Failed> {
     let started = std::time::Instant::now();
+    let mut looked_up = 0;
     let result = match (live, client) {
         (Some(path), _) => pullwarden_kube::read_live_files(path).map_err(miette::Report::new),
         (None, Some(client)) => rt
-            .block_on(pullwarden_kube::read_live_or_namespaces(
-                client, named, options,
-            ))
+            .block_on(async {
+                let (mut state, scoped) =
+                    pullwarden_kube::read_live_or_namespaces(client, named, options).await?;
+                if let Some(ws) = ws {
+                    // Only the keys matter: they do not depend on credentials.
+                    let wanted: Vec<(String, String)> =
+                        plan::desired(ws, &std::collections::BTreeMap::new(), &state)
+                            .secrets
+                            .into_keys()
+                            .collect();
+                    looked_up =
+                        pullwarden_kube::lookup_secrets(client, &mut state, &wanted, options)
+                            .await?;
+                }
+                Ok((state, scoped))
+            })
             .map(|(state, scoped)| {
                 if scoped {
                     out.status(&format!(
@@ -170,7 +206,7 @@ pub fn read_live(
                 }
                 state
             })
-            .map_err(miette::Report::new),
+            .map_err(|e: pullwarden_kube::ClusterError| miette::Report::new(e)),
         (None, None) => unreachable!("a client or a snapshot is given"),
     };
     let state = result.map_err(|report| {
@@ -178,7 +214,7 @@ pub fn read_live(
         Failed
     })?;
     out.info(&format!(
-        "read {} namespaces, {} secrets, {} service accounts, {} role bindings from {} in {:.2?}",
+        "read {} namespaces, {} secrets, {} service accounts, {} role bindings from {} in {:.2?} ({looked_up} secret names looked up)",
         state.namespaces.len(),
         state.secrets.len(),
         state.service_accounts.len(),
@@ -194,7 +230,7 @@ pub fn read_live(
 fn live_state(
     live: Option<&Path>,
     cluster: &ClusterArgs,
-    named: &[String],
+    ws: Option<&pullwarden_core::model::Workspace>,
     out: &Output,
 ) -> Result<LiveState, Failed> {
     let rt = runtime(out)?;
@@ -202,11 +238,13 @@ fn live_state(
         None => Some(connect(&rt, cluster, out)?),
         Some(_) => None,
     };
-    read_live(
+    let named = ws.map(named_namespaces).unwrap_or_default();
+    read_live_for(
         &rt,
         live,
         client.as_ref(),
-        named,
+        &named,
+        ws,
         &read_options(cluster),
         out,
     )
@@ -249,12 +287,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
     let Ok((ws, registries)) = load_resolved(&args.path, out) else {
         return ExitCode::from(1);
     };
-    let Ok(live) = live_state(
-        args.live.as_deref(),
-        &args.cluster,
-        &named_namespaces(&ws),
-        out,
-    ) else {
+    let Ok(live) = live_state(args.live.as_deref(), &args.cluster, Some(&ws), out) else {
         return ExitCode::from(1);
     };
     let planned = make_plan(&ws, &registries, &live, args.adopt);
@@ -337,11 +370,12 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let (ws, registries) = load_resolved(&args.path, out)?;
     let rt = runtime(out)?;
     let client = connect(&rt, &args.cluster, out)?;
-    let live = read_live(
+    let live = read_live_for(
         &rt,
         None,
         Some(&client),
         &named_namespaces(&ws),
+        Some(&ws),
         &read_options(&args.cluster),
         out,
     )?;
@@ -490,12 +524,7 @@ pub fn drift(args: &crate::cli::DriftArgs, out: &Output) -> ExitCode {
     let Ok((ws, registries)) = load_resolved(&args.path, out) else {
         return ExitCode::from(1);
     };
-    let Ok(live) = live_state(
-        args.live.as_deref(),
-        &args.cluster,
-        &named_namespaces(&ws),
-        out,
-    ) else {
+    let Ok(live) = live_state(args.live.as_deref(), &args.cluster, Some(&ws), out) else {
         return ExitCode::from(1);
     };
     let planned = make_plan(&ws, &registries, &live, false);
@@ -546,14 +575,13 @@ pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
     let Ok(client) = connect(&rt, &args.cluster, out) else {
         return ExitCode::from(1);
     };
-    let Ok(live) = read_live(
-        &rt,
-        None,
-        Some(&client),
-        &[],
-        &read_options(&args.cluster),
-        out,
-    ) else {
+    // Every Secret, whatever its type: a snapshot stands in for the cluster
+    // in `plan --live` for any workspace, so it cannot know which names matter.
+    let options = pullwarden_kube::ReadOptions {
+        secrets: pullwarden_kube::SecretSelection::All,
+        ..read_options(&args.cluster)
+    };
+    let Ok(live) = read_live(&rt, None, Some(&client), &[], &options, out) else {
         return ExitCode::from(1);
     };
     let salt = random_bytes::<16>();
@@ -608,7 +636,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
         ));
         return ExitCode::from(1);
     }
-    let Ok(live) = live_state(args.live.as_deref(), &args.cluster, &[], out) else {
+    let Ok(live) = live_state(args.live.as_deref(), &args.cluster, None, out) else {
         return ExitCode::from(1);
     };
     let imported = pullwarden_core::import::import(

@@ -1,20 +1,19 @@
 //! Connecting to a cluster and reading its live state.
 
-use std::fmt::Debug;
 use std::io;
 use std::path::Path;
 use std::time::Duration;
 
-use k8s_openapi::api::core::v1::{Secret, ServiceAccount};
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
-use kube::api::{Api, ListParams};
+use kube::api::{Api, ListParams, ObjectList};
 use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use pullwarden_core::live::{LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState};
-use serde::de::DeserializeOwned;
 
 use crate::convert::{
-    live_namespace_phase, live_role_binding, live_secret, live_service_account, sort_live_state,
+    DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE, live_namespace_meta, live_role_binding, live_secret,
+    live_service_account, sort_live_state,
 };
 use crate::retry::{RetryPolicy, is_auth_failure, retry};
 
@@ -454,6 +453,29 @@ fn innermost_reason(error: &(dyn std::error::Error + 'static)) -> String {
     }
 }
 
+/// Which Secrets the LISTs of a read return.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum SecretSelection {
+    /// Every Secret, whatever its type: one LIST, complete (a name held by a
+    /// Secret of any type is seen), but it costs every Secret's bytes, Helm
+    /// releases of hundreds of KB included.
+    #[default]
+    All,
+    /// Only docker-config Secrets (`kubernetes.io/dockerconfigjson` and
+    /// `kubernetes.io/dockercfg`), filtered by the server: one LIST per type
+    /// with a `type=` field selector. Every Secret pullwarden manages has one
+    /// of these types (it writes no other, and a Secret's type is immutable).
+    /// A Secret of another type holding a name the workspace wants is not
+    /// listed: [`lookup_secrets`] finds those.
+    PullSecrets,
+}
+
+/// The Secret types [`SecretSelection::PullSecrets`] lists.
+pub const PULL_SECRET_TYPES: [&str; 2] = [DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE];
+
+/// How many name lookups [`lookup_secrets`] runs at once.
+pub const LOOKUP_CONCURRENCY: usize = 16;
+
 /// How the live state is read.
 #[derive(Clone, Copy, Debug)]
 pub struct ReadOptions {
@@ -461,6 +483,8 @@ pub struct ReadOptions {
     pub page_size: u32,
     /// Each page is retried on 429, 5xx, transport errors and timeouts.
     pub retry: RetryPolicy,
+    /// Which Secrets are listed (default: all of them).
+    pub secrets: SecretSelection,
 }
 
 impl Default for ReadOptions {
@@ -468,6 +492,7 @@ impl Default for ReadOptions {
         Self {
             page_size: PAGE_SIZE,
             retry: RetryPolicy::default(),
+            secrets: SecretSelection::All,
         }
     }
 }
@@ -502,6 +527,7 @@ type NamespaceObjects = (
 /// Secrets, service accounts and role bindings of the given namespaces (each
 /// listed, paginated), for credentials without cluster-wide read access. The
 /// namespaces are taken to exist: such credentials cannot list namespaces.
+/// Secrets are selected as `options.secrets` says.
 pub async fn read_live_in_namespaces(
     client: &Client,
     namespaces: &[String],
@@ -512,27 +538,26 @@ pub async fn read_live_in_namespaces(
         futures::stream::iter(namespaces.iter().cloned())
             .map(|ns| async move {
                 let scope = format!("namespace {ns}");
+                let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
+                let role_bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
+                let (service_accounts, role_bindings) = (&service_accounts, &role_bindings);
                 tokio::try_join!(
+                    list_secrets(Api::namespaced(client.clone(), &ns), options, &scope),
                     list_pages(
-                        Api::namespaced(client.clone(), &ns),
-                        options,
-                        "secrets",
-                        &scope,
-                        |s: Secret| Some(live_secret(s))
-                    ),
-                    list_pages(
-                        Api::namespaced(client.clone(), &ns),
+                        |p| async move { service_accounts.list(&p).await },
+                        ListParams::default(),
                         options,
                         "serviceaccounts",
                         &scope,
-                        |sa: ServiceAccount| Some(live_service_account(sa))
+                        |sa| Some(live_service_account(sa))
                     ),
                     list_pages(
-                        Api::namespaced(client.clone(), &ns),
+                        |p| async move { role_bindings.list(&p).await },
+                        ListParams::default(),
                         options,
                         "rolebindings",
                         &scope,
-                        |rb: RoleBinding| Some(live_role_binding(rb))
+                        |rb| Some(live_role_binding(rb))
                     ),
                 )
             })
@@ -554,76 +579,188 @@ pub async fn read_live_in_namespaces(
 }
 
 /// Reads namespaces (except terminating ones), secrets, service accounts
-/// and role bindings of the whole cluster: four paginated LISTs, run
-/// concurrently, each page retried on transient failures. Either every page
-/// of every list is read, or it fails: a partial read never becomes a live
-/// state (a prune computed from it would delete what it should keep). Never writes.
+/// and role bindings of the whole cluster: paginated LISTs, run
+/// concurrently, each page retried on transient failures. Namespaces are
+/// listed as metadata only (a namespace being deleted has a
+/// `deletionTimestamp`); Secrets as `options.secrets` says (with
+/// [`SecretSelection::PullSecrets`], one LIST per docker-config type).
+/// Either every page of every list is read, or it fails: a partial read
+/// never becomes a live state (a prune computed from it would delete what it
+/// should keep). Never writes.
 pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveState, ClusterError> {
+    let scope = "cluster scope";
+    let namespaces: Api<Namespace> = Api::all(client.clone());
+    let service_accounts: Api<ServiceAccount> = Api::all(client.clone());
+    let role_bindings: Api<RoleBinding> = Api::all(client.clone());
+    let (namespaces, service_accounts, role_bindings) =
+        (&namespaces, &service_accounts, &role_bindings);
     let (namespaces, secrets, service_accounts, role_bindings) = tokio::try_join!(
-        list_all(client, options, "namespaces", live_namespace_phase),
-        list_all(client, options, "secrets", |s: Secret| Some(live_secret(s))),
-        list_all(client, options, "serviceaccounts", |sa: ServiceAccount| {
-            Some(live_service_account(sa))
-        }),
-        list_all(client, options, "rolebindings", |rb: RoleBinding| {
-            Some(live_role_binding(rb))
-        }),
+        list_pages(
+            |p| async move { namespaces.list_metadata(&p).await },
+            ListParams::default(),
+            options,
+            "namespaces",
+            scope,
+            live_namespace_meta,
+        ),
+        list_secrets(Api::all(client.clone()), options, scope),
+        list_pages(
+            |p| async move { service_accounts.list(&p).await },
+            ListParams::default(),
+            options,
+            "serviceaccounts",
+            scope,
+            |sa| Some(live_service_account(sa)),
+        ),
+        list_pages(
+            |p| async move { role_bindings.list(&p).await },
+            ListParams::default(),
+            options,
+            "rolebindings",
+            scope,
+            |rb| Some(live_role_binding(rb)),
+        ),
     )?;
-    let (terminating, active): (Vec<(String, bool)>, Vec<(String, bool)>) = namespaces
-        .into_iter()
-        .partition(|(_, terminating)| *terminating);
     let mut live = LiveState {
-        namespaces: active.into_iter().map(|(name, _)| name).collect(),
-        terminating: terminating.into_iter().map(|(name, _)| name).collect(),
         secrets,
         service_accounts,
         role_bindings,
+        ..LiveState::default()
     };
+    for (name, terminating) in namespaces {
+        if terminating {
+            live.terminating.insert(name);
+        } else {
+            live.namespaces.insert(name);
+        }
+    }
     sort_live_state(&mut live);
     Ok(live)
+}
+
+/// The Secrets in `api`'s scope that `options.secrets` selects: one LIST, or
+/// one per docker-config type, concurrently.
+async fn list_secrets(
+    api: Api<Secret>,
+    options: &ReadOptions,
+    scope: &str,
+) -> Result<Vec<LiveSecret>, ClusterError> {
+    let api = &api;
+    let list = |params: ListParams| {
+        list_pages(
+            move |p| async move { api.list(&p).await },
+            params,
+            options,
+            "secrets",
+            scope,
+            |s| Some(live_secret(s)),
+        )
+    };
+    match options.secrets {
+        SecretSelection::All => list(ListParams::default()).await,
+        SecretSelection::PullSecrets => {
+            let [json, cfg] =
+                PULL_SECRET_TYPES.map(|t| ListParams::default().fields(&format!("type={t}")));
+            let (mut secrets, more) = tokio::try_join!(list(json), list(cfg))?;
+            secrets.extend(more);
+            Ok(secrets)
+        }
+    }
+}
+
+/// Finds the Secrets, of any type, that hold one of the `wanted` (namespace,
+/// name) pairs and that `live` does not have, and adds them to `live`: after
+/// a read with [`SecretSelection::PullSecrets`], this is what makes a Secret
+/// of another type (an Opaque one, a Helm release) holding a name the
+/// workspace wants visible to the planner, which reports it as a conflict.
+///
+/// Only pairs missing from `live.secrets` in a namespace of
+/// `live.namespaces` are looked up (nothing is planned in a namespace that
+/// is absent or terminating), each with a LIST of its namespace restricted by
+/// `fieldSelector=metadata.name=<name>` (the `list` permission the read
+/// already needs; a 0- or 1-item answer), [`LOOKUP_CONCURRENCY`] at a time,
+/// under the read's retry policy. After a read of every Secret
+/// ([`SecretSelection::All`]) nothing is missing that exists: no request is
+/// sent. Returns how many names were looked up. Never writes.
+pub async fn lookup_secrets(
+    client: &Client,
+    live: &mut LiveState,
+    wanted: &[(String, String)],
+    options: &ReadOptions,
+) -> Result<usize, ClusterError> {
+    use futures::StreamExt as _;
+    if options.secrets == SecretSelection::All {
+        return Ok(0);
+    }
+    let known: std::collections::BTreeSet<(&str, &str)> = live
+        .secrets
+        .iter()
+        .map(|s| (s.meta.namespace.as_str(), s.meta.name.as_str()))
+        .collect();
+    let mut missing: Vec<&(String, String)> = wanted
+        .iter()
+        .filter(|(ns, name)| {
+            live.namespaces.contains(ns) && !known.contains(&(ns.as_str(), name.as_str()))
+        })
+        .collect();
+    missing.sort();
+    missing.dedup();
+    let looked_up = missing.len();
+    let found: Vec<Result<Vec<LiveSecret>, ClusterError>> = futures::stream::iter(missing)
+        .map(|(ns, name)| async move {
+            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
+            let api = &api;
+            list_pages(
+                |p| async move { api.list(&p).await },
+                ListParams::default().fields(&format!("metadata.name={name}")),
+                options,
+                "secrets",
+                &format!("namespace {ns}"),
+                |s| Some(live_secret(s)),
+            )
+            .await
+        })
+        .buffer_unordered(LOOKUP_CONCURRENCY)
+        .collect()
+        .await;
+    let mut added = false;
+    for result in found {
+        let secrets = result?;
+        added |= !secrets.is_empty();
+        live.secrets.extend(secrets);
+    }
+    if added {
+        sort_live_state(live);
+    }
+    Ok(looked_up)
 }
 
 /// Times a listing restarts from the first page when its continue token
 /// expired (410 Gone) before giving up.
 const EXPIRED_LIST_RESTARTS: u32 = 2;
 
-/// Every object of kind `K` in the cluster, page by page.
-async fn list_all<K, T>(
-    client: &Client,
-    options: &ReadOptions,
-    resource: &str,
-    convert: fn(K) -> Option<T>,
-) -> Result<Vec<T>, ClusterError>
-where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
-{
-    list_pages(
-        Api::all(client.clone()),
-        options,
-        resource,
-        "cluster scope",
-        convert,
-    )
-    .await
-}
-
-/// Every object of one kind in `api`'s scope, page by page.
-async fn list_pages<K, T>(
-    api: Api<K>,
+/// Every object `list` returns for `params` (a LIST of one kind in one scope,
+/// full objects or metadata only), page by page, each page converted as it
+/// arrives.
+async fn list_pages<K, T, L, Fut>(
+    list: L,
+    params: ListParams,
     options: &ReadOptions,
     resource: &str,
     scope: &str,
-    convert: fn(K) -> Option<T>,
+    convert: impl Fn(K) -> Option<T>,
 ) -> Result<Vec<T>, ClusterError>
 where
-    K: kube::Resource<DynamicType = ()> + Clone + DeserializeOwned + Debug,
+    L: Fn(ListParams) -> Fut,
+    Fut: Future<Output = Result<ObjectList<K>, kube::Error>>,
+    K: Clone,
 {
     let mut restarts = 0;
     'listing: loop {
         let mut objects = Vec::new();
-        let mut params = ListParams::default().limit(options.page_size);
+        let mut params = params.clone().limit(options.page_size);
         loop {
-            let page = match retry(&options.retry, || api.list(&params)).await {
+            let page = match retry(&options.retry, || list(params.clone())).await {
                 Ok(page) => page,
                 Err(kube::Error::Api(status))
                     if status.code == 410
@@ -636,7 +773,7 @@ where
                 Err(e) => return Err(request_error(&e, None, "list", resource, scope)),
             };
             // Converted page by page: only one page of raw objects is held at a time.
-            objects.extend(page.items.into_iter().filter_map(convert));
+            objects.extend(page.items.into_iter().filter_map(&convert));
             match page.metadata.continue_.filter(|token| !token.is_empty()) {
                 Some(token) => params = params.continue_token(&token),
                 None => return Ok(objects),

@@ -7,6 +7,7 @@ use std::collections::BTreeMap;
 use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::RoleBinding;
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use kube::core::PartialObjectMeta;
 use pullwarden_core::live::{
     FieldManager, LAST_APPLIED, LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState,
     MANAGED_BY_LABEL, MANAGED_BY_VALUE, Meta, OPENSHIFT_TOKEN_SECRET_VALUE, OwnerRef, RbacSubject,
@@ -41,6 +42,15 @@ pub fn is_terminating(namespace: &Namespace) -> bool {
 /// The namespace's name and whether it is terminating (`None` when nameless).
 pub fn live_namespace_phase(namespace: Namespace) -> Option<(String, bool)> {
     let terminating = is_terminating(&namespace);
+    namespace.metadata.name.map(|name| (name, terminating))
+}
+
+/// A namespace listed as metadata only: its name and whether it is being
+/// deleted. A namespace's `deletionTimestamp` is set in the same update that
+/// sets its phase to `Terminating`, so it is the same signal without the
+/// `status` a metadata-only list leaves out (`None` when nameless).
+pub fn live_namespace_meta(namespace: PartialObjectMeta<Namespace>) -> Option<(String, bool)> {
+    let terminating = namespace.metadata.deletion_timestamp.is_some();
     namespace.metadata.name.map(|name| (name, terminating))
 }
 

@@ -10,7 +10,10 @@
 //! cluster see the same world.
 //!
 //! Architecture invariant: the reading half never writes. It sends only
-//! `GET /version` and paginated cluster-wide LISTs (never a GET per object).
+//! `GET /version` and paginated LISTs (never a GET per object); with
+//! [`SecretSelection::PullSecrets`] it lists only docker-config Secrets, and
+//! [`lookup_secrets`] then LISTs, by name, only the Secret names the plan
+//! would create.
 //! Secret data is kept, as [`pullwarden_core::secret::SecretString`], only for
 //! docker-config secrets and secrets pullwarden manages, and annotations that
 //! can hold credentials are dropped on the way in. No error message of this
@@ -25,8 +28,9 @@ pub mod retry;
 pub mod snapshot;
 
 pub use cluster::{
-    ClusterError, PAGE_SIZE, READ_RBAC_HELP, ReadOptions, connect, read_live,
-    read_live_in_namespaces, read_live_or_namespaces,
+    ClusterError, LOOKUP_CONCURRENCY, PAGE_SIZE, PULL_SECRET_TYPES, READ_RBAC_HELP, ReadOptions,
+    SecretSelection, connect, lookup_secrets, read_live, read_live_in_namespaces,
+    read_live_or_namespaces,
 };
 pub use files::{LiveFileError, Snapshot, load_snapshot, read_live_files};
 pub use retry::{DEFAULT_REQUEST_TIMEOUT, RetryPolicy};
