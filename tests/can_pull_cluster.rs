@@ -194,6 +194,28 @@ async fn cluster_can_pull_probes_a_linked_account_and_tells_outcomes_apart() {
         answer["anonymousProbe"]["outcome"],
         "authenticationRequired"
     );
+    let early_text = pullwarden(
+        env,
+        &[
+            "can-pull",
+            &image,
+            "--pod",
+            &format!("{ns}/early"),
+            "--probe",
+            "--registry-ca",
+            &ca,
+        ],
+    )
+    .await;
+    assert_eq!(early_text.code, Some(2), "{early_text}");
+    for line in [
+        "note: no credential applies: the runtime pulls anonymously",
+        "anonymous pull: authentication required",
+        "verdict: it will NOT pull",
+    ] {
+        assert!(early_text.stdout.contains(line), "{line:?} in {early_text}");
+    }
+    eprintln!("{}", early_text.stdout);
 
     // A wrong password rolled out: the registry rejects it.
     workspace(

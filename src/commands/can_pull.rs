@@ -465,9 +465,7 @@ fn text(answer: &Answer, namespace: &str, who: &str, pod: bool) -> String {
             escape::text(&answer.pull_secrets.join(", "))
         }
     );
-    if answer.candidates.is_empty() {
-        out.push_str("no credential applies\n");
-    } else {
+    if !answer.candidates.is_empty() {
         out.push_str("the kubelet tries, in this order:\n");
         for (i, c) in answer.candidates.iter().enumerate() {
             let _ = write!(
