@@ -4,7 +4,6 @@
 
 use std::fmt::Write as _;
 use std::path::Path;
-use std::time::Instant;
 
 use pullwarden_kube::{LiveFileError, load_snapshot};
 
@@ -30,9 +29,7 @@ fn read_back(objects: usize) {
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("snapshot.yaml");
     std::fs::write(&file, cluster_list(namespaces)).unwrap();
-    let started = Instant::now();
     let snapshot = load_snapshot(&file).unwrap_or_else(|e| panic!("{e}"));
-    eprintln!("{objects} objects read back in {:.1?}", started.elapsed());
     let live = snapshot.live;
     assert_eq!(live.namespaces.len(), namespaces);
     assert_eq!(live.secrets.len(), namespaces);
