@@ -1,8 +1,12 @@
 //! The only place that prints. stdout carries data (schemas, JSON, plans);
 //! everything for people (diagnostics, summaries) goes to stderr.
-#![allow(clippy::print_stdout, clippy::print_stderr)]
+//!
+//! No write here ever panics: a closed pipe (`pullwarden ... 2>&1 | true`)
+//! or a closed stream is the reader's choice, and the exit code must still
+//! be the command's (`eprintln!` would panic, and the panic hook printing
+//! again would abort the process with 134).
 
-use std::io::IsTerminal;
+use std::io::{IsTerminal, Write as _};
 
 use miette::{GraphicalReportHandler, GraphicalTheme};
 use serde::Serialize;
@@ -65,20 +69,20 @@ impl Output {
         if handler.render_report(&mut text, report.as_ref()).is_err() {
             text = format!("{report}");
         }
-        eprintln!("{text}");
+        to_stderr(&format!("{text}\n"));
     }
 
     /// A detail for `-v`, on stderr.
     pub fn info(&self, line: &str) {
         if self.verbose > 0 && !self.quiet {
-            eprintln!("pullwarden: {line}");
+            to_stderr(&format!("pullwarden: {line}\n"));
         }
     }
 
     /// A one-line status for people, on stderr (suppressed by `-q`).
     pub fn status(&self, line: &str) {
         if !self.quiet {
-            eprintln!("{line}");
+            to_stderr(&format!("{line}\n"));
         }
     }
 
@@ -91,7 +95,7 @@ impl Output {
     /// Asks on stderr; true only for the answer `yes`.
     #[allow(clippy::unused_self)] // a method, so that all terminal I/O goes through `Output`
     pub fn confirm(&self, question: &str) -> bool {
-        eprint!("{question}");
+        to_stderr(question);
         let mut answer = String::new();
         std::io::stdin().read_line(&mut answer).is_ok() && answer.trim() == "yes"
     }
@@ -99,20 +103,19 @@ impl Output {
     /// One finished change of a long apply, on a terminal only (overwritten in place).
     pub fn progress(&self, done: usize, total: usize, what: &str) {
         if !self.quiet && std::io::stderr().is_terminal() {
-            eprint!("\r\x1b[2K[{done}/{total}] {what}");
+            to_stderr(&format!("\r\x1b[2K[{done}/{total}] {what}"));
         }
     }
 
     pub fn progress_done(&self) {
         if !self.quiet && std::io::stderr().is_terminal() {
-            eprint!("\r\x1b[2K");
+            to_stderr("\r\x1b[2K");
         }
     }
 
     /// Data on stdout, as is.
     #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn data(&self, text: &str) {
-        use std::io::Write as _;
         // A closed pipe (`| head`) is the reader's choice, not an error.
         let _ = std::io::stdout().lock().write_all(text.as_bytes());
     }
@@ -122,20 +125,31 @@ impl Output {
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
             Ok(text) => self.data(&(text + "\n")),
-            Err(e) => eprintln!("pullwarden: cannot encode the output as JSON: {e}"),
+            Err(e) => to_stderr(&format!(
+                "pullwarden: cannot encode the output as JSON: {e}\n"
+            )),
         }
     }
 }
 
+/// Text for people on stderr; a closed or broken stream is ignored.
+fn to_stderr(text: &str) {
+    let mut stderr = std::io::stderr().lock();
+    let _ = stderr.write_all(text.as_bytes());
+    let _ = stderr.flush();
+}
+
 /// A panic is a bug. Its message could quote data, so it is not printed:
-/// only where it happened, and how to report it.
+/// only where it happened, and how to report it. The hook itself never
+/// panics (a second panic would abort with 134 and lose the exit code).
 pub fn install_panic_hook() {
     std::panic::set_hook(Box::new(|info| {
         let location = info.location().map_or_else(
             || "an unknown place".to_string(),
             |l| format!("{}:{}", l.file(), l.line()),
         );
-        eprintln!(
+        let _ = writeln!(
+            std::io::stderr().lock(),
             "pullwarden: internal error at {location}; this is a bug, please report it (the message is withheld because it could contain data)"
         );
         std::process::exit(1);

@@ -404,3 +404,163 @@ fn a_live_source_without_namespaces_is_an_error_not_an_empty_cluster() {
     let out = run(dir.path(), &["plan", "ws", "--live", "ns.yaml"]);
     assert_eq!(out.code, Some(0), "{}", out.stderr);
 }
+
+// ---------------------------------------------------------------- item 9
+
+/// Runs pullwarden with stderr (and stdout) connected to pipes whose reading
+/// ends are closed before it writes: `pullwarden ... 2>&1 | true`.
+fn run_with_closed_pipes(cwd: &Path, args: &[&str]) -> Option<i32> {
+    let binary = std::env::var("PULLWARDEN_TEST_BIN")
+        .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pullwarden").to_owned());
+    let mut child = Command::new(binary)
+        .args(args)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run pullwarden");
+    drop(child.stdout.take());
+    drop(child.stderr.take());
+    let started = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            return status.code();
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "still running");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A workspace file with one wrong namespace name after `padding`.
+fn workspace_with_bad_namespace(padding: &str, bad: &str) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ws.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {{name: w}}\nspec:\n  namespaces: {{include: [{padding}\"{bad}\"]}}\n"
+        ),
+    )
+    .unwrap();
+    dir
+}
+
+#[test]
+fn a_huge_single_line_list_is_reported_without_a_crash() {
+    let padding = (0..250_000)
+        .map(|i| format!("n{i}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+        + ", ";
+    let dir = workspace_with_bad_namespace(&padding, "Not_A_Name");
+    let out = run(dir.path(), &["validate", "ws.yaml"]);
+    assert_eq!(
+        out.code,
+        Some(1),
+        "{}",
+        &out.stderr[..out.stderr.len().min(2000)]
+    );
+    assert!(
+        !out.stderr.contains("internal error"),
+        "{}",
+        &out.stderr[..2000.min(out.stderr.len())]
+    );
+    assert!(!out.stderr.contains("panicked"));
+    // Where the problem is, even without a snippet.
+    assert!(
+        out.stderr.contains("ws.yaml:5:"),
+        "{}",
+        &out.stderr[..2000.min(out.stderr.len())]
+    );
+    assert!(
+        out.stderr.len() < 64 * 1024,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+}
+
+#[test]
+fn closed_output_pipes_keep_the_exit_code() {
+    let dir = workspace_with_bad_namespace("", "Not_A_Name");
+    // Invalid: 1, not 134 (abort) nor 101 (panic).
+    assert_eq!(
+        run_with_closed_pipes(dir.path(), &["validate", "ws.yaml"]),
+        Some(1)
+    );
+    let good = tempfile::tempdir().unwrap();
+    std::fs::write(good.path().join("ws.yaml"), WORKSPACE).unwrap();
+    assert_eq!(
+        run_with_closed_pipes(good.path(), &["validate", "ws.yaml"]),
+        Some(0)
+    );
+    // stderr closed outright (`2>&-`).
+    let status = Command::new("sh")
+        .arg("-c")
+        .arg("exec \"$0\" validate ws.yaml 2>&-")
+        .arg(
+            std::env::var("PULLWARDEN_TEST_BIN")
+                .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pullwarden").to_owned()),
+        )
+        .current_dir(dir.path())
+        .status()
+        .unwrap();
+    assert_eq!(status.code(), Some(1));
+}
+
+#[test]
+fn long_values_are_capped_in_what_is_echoed() {
+    // 12 MiB: the 20 MB name is now refused by the 16 MiB file limit.
+    let name = "N".repeat(12 * 1024 * 1024);
+    let dir = workspace_with_bad_namespace("", &name);
+    let out = run(dir.path(), &["validate", "ws.yaml"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stderr.len() < 64 * 1024,
+        "{} bytes of stderr",
+        out.stderr.len()
+    );
+    assert!(
+        out.stderr.contains("ws.yaml:5:"),
+        "{}",
+        &out.stderr[..2000.min(out.stderr.len())]
+    );
+    let out = run(dir.path(), &["validate", "ws.yaml", "--format", "json"]);
+    assert_eq!(out.code, Some(1));
+    assert!(
+        out.stdout.len() < 64 * 1024,
+        "{} bytes of JSON",
+        out.stdout.len()
+    );
+}
+
+#[test]
+fn control_characters_never_reach_the_output_raw() {
+    // A NUL and an escape sequence in a value, and an escape sequence in a
+    // comment next to it (shown as snippet context).
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ws.yaml"),
+        "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {name: w}\n# \u{1b}]0;pwned\u{7} \u{1b}[31mred\nspec:\n  namespaces: {include: [\"bad\\0name\\e[2J\"]}\n",
+    )
+    .unwrap();
+    for format in ["text", "json"] {
+        let binary = std::env::var("PULLWARDEN_TEST_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_pullwarden").to_owned());
+        let output = Command::new(binary)
+            .args(["validate", "ws.yaml", "--format", format])
+            .current_dir(dir.path())
+            .env("NO_COLOR", "1")
+            .output()
+            .unwrap();
+        assert_eq!(output.status.code(), Some(1));
+        for stream in [&output.stdout, &output.stderr] {
+            assert!(!stream.contains(&0), "{format}: a NUL byte was echoed");
+            assert!(
+                !stream.contains(&0x1b),
+                "{format}: an escape sequence was echoed: {}",
+                String::from_utf8_lossy(stream)
+            );
+            assert!(!stream.contains(&0x07), "{format}: a BEL was echoed");
+        }
+    }
+}

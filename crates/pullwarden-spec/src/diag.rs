@@ -25,12 +25,22 @@ pub struct SourceFile {
 }
 
 impl Sources {
+    /// Adds a file's text as it will be shown: control characters and
+    /// escape sequences replaced byte for byte by `?` (so every span stays
+    /// valid), so that no snippet can drive the terminal. Parse the original
+    /// text, not this one.
     pub fn add(&mut self, path: &Path, display: String, text: String) -> FileId {
         let id = FileId(u32::try_from(self.files.len()).expect("fewer than 4 billion files"));
         self.files.push(SourceFile {
-            display,
+            display: if display.chars().any(pullwarden_input::is_unsafe_char)
+                || display.len() > MAX_QUOTED_CHARS * 2
+            {
+                pullwarden_input::shown(&display, MAX_QUOTED_CHARS * 2)
+            } else {
+                display
+            },
             path: path.to_path_buf(),
-            text: text.into(),
+            text: printable_source(text).into(),
         });
         id
     }
@@ -72,6 +82,102 @@ impl Sources {
     pub fn line_column(&self, id: FileId, offset: usize) -> (usize, usize) {
         line_column(&self.get(id).text, offset)
     }
+}
+
+/// How much of a value from a file a message quotes (characters).
+pub const MAX_QUOTED_CHARS: usize = 200;
+
+/// Lines longer than this (bytes) are not shown as snippets: miette cannot
+/// point past column 65,535, and a 20 MB line is not a snippet. The problem
+/// then names its file, line and column in its message.
+pub const MAX_SNIPPET_LINE: usize = 1_000;
+
+/// `text` with every control character except line feed and tab, and every
+/// bidirectional override, replaced by as many `?` as it has bytes.
+fn printable_source(text: String) -> String {
+    if !text
+        .chars()
+        .any(|c| c != '\n' && c != '\t' && pullwarden_input::is_unsafe_char(c))
+    {
+        return text;
+    }
+    text.chars()
+        .map(|c| {
+            if c != '\n' && c != '\t' && pullwarden_input::is_unsafe_char(c) {
+                "?".repeat(c.len_utf8())
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
+}
+
+/// A message for people, safe to print: each `backquoted` value at most
+/// [`MAX_QUOTED_CHARS`] characters, no control characters but line breaks
+/// outside quotes (help texts use them), and at most 4,000 characters.
+fn printable_message(text: String) -> String {
+    let unsafe_outside = |c: char| c != '\n' && pullwarden_input::is_unsafe_char(c);
+    let mut quoted = 0usize;
+    let needs_work = text.chars().any(unsafe_outside)
+        || text.len() > MAX_QUOTED_CHARS
+            && text
+                .split('`')
+                .skip(1)
+                .step_by(2)
+                .any(|q| q.chars().count() > MAX_QUOTED_CHARS);
+    if !needs_work && text.len() <= 4_000 {
+        return text;
+    }
+    let mut out = String::new();
+    let mut inside = false;
+    for c in text.chars() {
+        if c == '`' {
+            inside = !inside;
+            quoted = 0;
+            out.push(c);
+            continue;
+        }
+        if inside {
+            quoted += 1;
+            if quoted == MAX_QUOTED_CHARS + 1 {
+                out.push('…');
+            }
+            if quoted > MAX_QUOTED_CHARS {
+                continue;
+            }
+            out.push(if pullwarden_input::is_unsafe_char(c) {
+                '?'
+            } else {
+                c
+            });
+        } else {
+            out.push(if unsafe_outside(c) { '?' } else { c });
+        }
+        if out.len() > 4_000 {
+            out.push('…');
+            break;
+        }
+    }
+    out
+}
+
+/// Whether a snippet of `text` around `span` would show a line longer than
+/// [`MAX_SNIPPET_LINE`] (the label's lines and one line of context each side).
+fn too_wide_for_a_snippet(text: &str, span: &Range<usize>) -> bool {
+    let start = floor_char_boundary(text, span.start.min(text.len()));
+    let end = floor_char_boundary(text, span.end.min(text.len()));
+    // One line before the span and one after.
+    let from = text[..start]
+        .rfind('\n')
+        .and_then(|i| text[..i].rfind('\n').map(|j| j + 1).or(Some(0)))
+        .unwrap_or(0);
+    let to = text[end..].find('\n').map_or(text.len(), |i| {
+        let after = end + i + 1;
+        text[after..].find('\n').map_or(text.len(), |j| after + j)
+    });
+    text[from..to]
+        .split('\n')
+        .any(|line| line.len() > MAX_SNIPPET_LINE)
 }
 
 fn line_column(text: &str, offset: usize) -> (usize, usize) {
@@ -126,7 +232,7 @@ impl Problem {
         Self {
             code,
             severity: Severity::Error,
-            message: message.into(),
+            message: printable_message(message.into()),
             help: None,
             primary: None,
             secondary: Vec::new(),
@@ -153,7 +259,7 @@ impl Problem {
         self.primary = Some(Label {
             file: origin.file,
             span: origin.span.clone(),
-            text: text.into(),
+            text: printable_message(text.into()),
         });
         self
     }
@@ -163,20 +269,20 @@ impl Problem {
         self.secondary.push(Label {
             file: origin.file,
             span: origin.span.clone(),
-            text: text.into(),
+            text: printable_message(text.into()),
         });
         self
     }
 
     #[must_use]
     pub fn help(mut self, help: impl Into<String>) -> Self {
-        self.help = Some(help.into());
+        self.help = Some(printable_message(help.into()));
         self
     }
 
     #[must_use]
     pub fn in_file(mut self, path: impl Into<String>) -> Self {
-        self.path = Some(path.into());
+        self.path = Some(pullwarden_input::shown(&path.into(), MAX_QUOTED_CHARS * 2));
         self
     }
 
@@ -286,6 +392,46 @@ impl Rendered {
             };
         };
         let file = sources.get(primary.file);
+        let wide = std::iter::once(primary)
+            .chain(problem.secondary.iter())
+            .any(|label| too_wide_for_a_snippet(&sources.get(label.file).text, &label.span));
+        if wide {
+            // No snippet: the place, and what the labels say, in words.
+            let (line, column) = sources.line_column(primary.file, primary.span.start);
+            let mut message = format!("{}:{line}:{column}: {message}", file.display);
+            if !primary.text.is_empty() {
+                message = format!("{message} ({})", primary.text);
+            }
+            let related = problem
+                .secondary
+                .iter()
+                .map(|label| {
+                    let (line, column) = sources.line_column(label.file, label.span.start);
+                    Self {
+                        code: problem.code,
+                        severity: miette::Severity::Advice,
+                        message: format!(
+                            "{}:{line}:{column}: {}",
+                            sources.get(label.file).display,
+                            label.text
+                        ),
+                        help: None,
+                        source: None,
+                        labels: Vec::new(),
+                        related: Vec::new(),
+                    }
+                })
+                .collect();
+            return Self {
+                code: problem.code,
+                severity,
+                message,
+                help: problem.help.clone(),
+                source: None,
+                labels: Vec::new(),
+                related,
+            };
+        }
         let mut labels = vec![LabeledSpan::new_primary_with_span(
             Some(primary.text.clone()).filter(|t| !t.is_empty()),
             primary.span.clone(),
@@ -364,6 +510,24 @@ impl Diagnostic for Rendered {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn shown_sources_keep_every_offset_and_lose_control_characters() {
+        let text = "a: \u{1b}[31mx\0\u{85}\u{202e}ç\n\tb: 1\r\n";
+        let shown = printable_source(text.to_owned());
+        assert_eq!(shown.len(), text.len());
+        assert_eq!(shown, "a: ?[31mx??????ç\n\tb: 1?\n");
+    }
+
+    #[test]
+    fn messages_cap_quoted_values_and_drop_control_characters() {
+        let long = "x".repeat(10_000);
+        let message = printable_message(format!("`{long}` is wrong\nsee `a\u{1b}b`"));
+        assert_eq!(
+            message,
+            format!("`{}…` is wrong\nsee `a?b`", "x".repeat(MAX_QUOTED_CHARS))
+        );
+    }
 
     #[test]
     fn line_and_column_are_one_based_characters() {

@@ -78,8 +78,9 @@ pub fn read_files(
             );
             continue;
         };
-        let file = sources.add(path, display, text);
-        let text = sources.get(file).text.clone();
+        // The sources keep the text as shown (control characters masked);
+        // the parser reads it as written.
+        let file = sources.add(path, display, text.clone());
         let dir = path.parent().map_or_else(PathBuf::new, Path::to_path_buf);
         match yaml::parse_documents(&text) {
             Ok(documents) => parsed.push(ParsedFile {
