@@ -273,6 +273,19 @@ pub struct ValidateArgs {
     /// Also resolve credentials (`fromEnv`, `fromFile`, credential files) and report what is missing.
     #[arg(long)]
     pub resolve: bool,
+    /// Also log in to every Registry once (implies `--resolve`): a rejected credential is an
+    /// error at the Registry's line. At most one attempt per registry: registries lock accounts.
+    #[arg(long)]
+    pub check_registries: bool,
+    /// PEM certificates to trust, besides the system's, when checking registries.
+    #[arg(long, value_name = "FILE", requires = "check_registries")]
+    pub registry_ca: Option<PathBuf>,
+    /// A registry (`host[:port]`) to check over plain HTTP (repeatable); HTTPS otherwise.
+    #[arg(long, value_name = "HOST", requires = "check_registries")]
+    pub insecure_registry: Vec<String>,
+    /// The longest one registry request may take.
+    #[arg(long, value_name = "DURATION", default_value = "20s", value_parser = parse_duration, requires = "check_registries")]
+    pub registry_timeout: std::time::Duration,
     /// Output format: `text` reports on stderr; `json` prints the diagnostics as data on stdout.
     #[arg(long, value_enum, default_value_t = ValidateFormat::Text)]
     pub format: ValidateFormat,
@@ -342,16 +355,32 @@ struct ValidateReport {
 fn validate(args: &ValidateArgs, out: &Output) -> ExitCode {
     let env = ProcessEnvironment;
     let mut loaded = pullwarden_spec::load(&args.path, &env);
-    if args.resolve
+    if (args.resolve || args.check_registries)
         && !loaded.has_errors()
         && let Some(ws) = &loaded.workspace
     {
-        let (_, problems) = credentials::resolve(ws, &env);
+        let (resolved, problems) = credentials::resolve(ws, &env);
         // Absent files were noted while loading; resolving makes them errors.
         loaded
             .problems
             .retain(|p| p.code != "pullwarden::spec::credential_file_absent");
+        let resolved_cleanly = !problems
+            .iter()
+            .any(pullwarden_spec::diag::Problem::is_error);
         loaded.problems.extend(problems);
+        if args.check_registries && resolved_cleanly {
+            loaded
+                .problems
+                .extend(crate::commands::check_registries::check(
+                    ws,
+                    &resolved,
+                    &crate::commands::check_registries::Reach {
+                        registry_ca: args.registry_ca.clone(),
+                        insecure_registries: args.insecure_registry.clone(),
+                        timeout: args.registry_timeout,
+                    },
+                ));
+        }
     }
     let errors = loaded.problems.iter().filter(|p| p.is_error()).count();
     let warnings = loaded

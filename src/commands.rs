@@ -3,6 +3,7 @@
 
 
 pub mod can_pull;
+pub mod check_registries;
 
 use std::path::Path;
 use std::process::ExitCode;

@@ -215,7 +215,6 @@ async fn cluster_can_pull_probes_a_linked_account_and_tells_outcomes_apart() {
     ] {
         assert!(early_text.stdout.contains(line), "{line:?} in {early_text}");
     }
-    eprintln!("{}", early_text.stdout);
 
     // A wrong password rolled out: the registry rejects it.
     workspace(
