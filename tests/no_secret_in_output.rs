@@ -109,6 +109,10 @@ items:
   kind: ServiceAccount
   metadata: {{name: default, namespace: team-b, uid: s2, resourceVersion: "2"}}
 - apiVersion: v1
+  kind: ServiceAccount
+  metadata: {{name: puller, namespace: team-a, uid: s3, resourceVersion: "2"}}
+  imagePullSecrets: [{{name: canary-pull}}]
+- apiVersion: v1
   kind: Secret
   type: kubernetes.io/dockerconfigjson
   metadata:
@@ -183,6 +187,23 @@ fn no_canary_reaches_any_output_or_saved_plan() {
     ] {
         let (code, text) = run(dir.path(), &args);
         assert_eq!(code, 0, "{text}");
+        outputs.push((format!("{args:?}"), text));
+    }
+    // can-pull names the entry the kubelet tries, never its password.
+    for format in ["text", "json"] {
+        let args = [
+            "can-pull",
+            "quay.io/team/app:v1",
+            "--service-account",
+            "team-a/puller",
+            "--live",
+            "live.yaml",
+            "--format",
+            format,
+        ];
+        let (code, text) = run(dir.path(), &args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        assert!(text.contains("canary-pull") && text.contains("old-user"), "{text}");
         outputs.push((format!("{args:?}"), text));
     }
     // The plan shows the change without its values.
