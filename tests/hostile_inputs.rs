@@ -564,3 +564,60 @@ fn control_characters_never_reach_the_output_raw() {
         }
     }
 }
+
+// ---------------------------------------------------------------- item 8
+
+#[test]
+fn no_credential_is_shown_next_to_a_yaml_syntax_error() {
+    const CANARY: &str = "hunter2-c4n4ry";
+    let head = "apiVersion: pullwarden.dev/v1alpha1\nkind: Registry\nmetadata: {name: quay}\nspec:\n  server: quay.io\n  username: robot\n";
+    let shapes = [
+        // The line before the error.
+        format!("{head}  password: {CANARY}\n  email: [oops\n"),
+        // The line after the error.
+        format!("{head}  email: [oops\n  password: {CANARY}\n"),
+        // A block scalar: every line of it, and not the next key.
+        format!("{head}  password: |\n    {CANARY}\n    {CANARY}-2\n  email: [oops\n"),
+        format!("{head}  password: >-\n    {CANARY}\n  email: [oops\n"),
+        // A plain scalar continued on the next line.
+        format!("{head}  password:\n    {CANARY}\n  email: [oops\n"),
+        // Flow mappings, quoted keys and values, other credential fields.
+        format!("{head}  creds: {{username: u, password: {CANARY}}}\n  email: [oops\n"),
+        format!("{head}  creds: {{\"password\": \"{CANARY}, still\", x: 1}}\n  email: [oops\n"),
+        format!("{head}  auths: {{q: {{auth: {CANARY}}}}}\n  email: [oops\n"),
+        format!("{head}  identitytoken: {CANARY}\n  email: [oops\n"),
+        format!("{head}  Token: '{CANARY}'\n  email: [oops\n"),
+        format!("{head}  - password: {CANARY}\n  email: [oops\n"),
+    ];
+    for (index, text) in shapes.iter().enumerate() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("ws.yaml"), text).unwrap();
+        for format in ["text", "json"] {
+            let out = run(dir.path(), &["validate", "ws.yaml", "--format", format]);
+            assert_eq!(out.code, Some(1), "shape {index}: {}", out.stderr);
+            assert!(
+                !out.stderr.contains("c4n4ry") && !out.stdout.contains("c4n4ry"),
+                "shape {index} ({format}) shows the password:\n{text}\n{}{}",
+                out.stdout,
+                out.stderr
+            );
+            if format == "text" {
+                assert!(
+                    out.stderr.contains("yaml_syntax"),
+                    "shape {index}: {}",
+                    out.stderr
+                );
+            }
+        }
+    }
+    // Masking a block scalar does not bleed into the next key.
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("ws.yaml"),
+        format!("{head}  password: |\n    {CANARY}\n  email: [oops\n"),
+    )
+    .unwrap();
+    let out = run(dir.path(), &["validate", "ws.yaml"]);
+    // (the value on the error line itself is masked, its key stays readable)
+    assert!(out.stderr.contains(" 9 email: *"), "{}", out.stderr);
+}

@@ -116,6 +116,137 @@ pub(crate) fn value_on_line(text: &str, offset: usize) -> Option<std::ops::Range
     (colon < end).then_some(colon..end)
 }
 
+/// Keys whose values are credentials (compared without case): a Registry's
+/// `password`, and what docker config files and tokens call them.
+const CREDENTIAL_KEYS: &[&str] = &[
+    "password",
+    "auth",
+    "identitytoken",
+    "registrytoken",
+    "token",
+    "secret",
+];
+
+/// The byte ranges of every value under a credential key in `text`, found
+/// without parsing (the text may not parse): in block style the rest of the
+/// line and every following line indented deeper than the key (block
+/// scalars, continued scalars), never the next key's line; in flow style
+/// (`{user: u, password: p}`) up to the next `,` or `}` outside quotes.
+pub(crate) fn credential_values(text: &str) -> Vec<std::ops::Range<usize>> {
+    let mut spans = Vec::new();
+    let mut line_start = 0;
+    // (column of the credential key) while masking its deeper lines
+    let mut masking_deeper_than: Option<usize> = None;
+    for line in text.split_inclusive('\n') {
+        let content = line.trim_end_matches(['\n', '\r']);
+        let indent = content.len() - content.trim_start().len();
+        if let Some(key_indent) = masking_deeper_than {
+            if content.trim().is_empty() || indent > key_indent {
+                spans.push(line_start..line_start + content.len());
+                line_start += line.len();
+                continue;
+            }
+            masking_deeper_than = None;
+        }
+        for (key_at, value) in credential_keys_in_line(content) {
+            let value_start = line_start + value.start;
+            let value_end = line_start + value.end;
+            if value_end > value_start {
+                spans.push(value_start..value_end);
+            }
+            // A key that starts its line (after `- ` at most) owns the deeper lines.
+            let before = content[..key_at].trim_start();
+            if before.is_empty()
+                || before == "-"
+                || before.starts_with("- ") && before[2..].trim().is_empty()
+            {
+                // The key's column: `- auth: x` owns lines deeper than `auth`.
+                masking_deeper_than = Some(key_at);
+            }
+        }
+        line_start += line.len();
+    }
+    spans
+}
+
+/// In one line: for each credential key, where the key starts and the range
+/// of its value within the line.
+fn credential_keys_in_line(line: &str) -> Vec<(usize, std::ops::Range<usize>)> {
+    let bytes = line.as_bytes();
+    let mut found = Vec::new();
+    let mut i = 0;
+    while i < bytes.len() {
+        // A key starts the line (after spaces and `- `) or follows `{`, `,` or a space.
+        let at_boundary = i == 0 || matches!(bytes[i - 1], b'{' | b',' | b' ' | b'\t' | b'-');
+        if !at_boundary {
+            i += 1;
+            continue;
+        }
+        let quote = matches!(bytes[i], b'"' | b'\'').then_some(bytes[i]);
+        let key_start = i + usize::from(quote.is_some());
+        let key = CREDENTIAL_KEYS.iter().find(|k| {
+            line.get(key_start..key_start + k.len())
+                .is_some_and(|t| t.eq_ignore_ascii_case(k))
+        });
+        let Some(key) = key else {
+            i += 1;
+            continue;
+        };
+        let mut j = key_start + key.len();
+        if let Some(q) = quote {
+            if bytes.get(j) != Some(&q) {
+                i += 1;
+                continue;
+            }
+            j += 1;
+        }
+        while j < bytes.len() && bytes[j] == b' ' {
+            j += 1;
+        }
+        if bytes.get(j) != Some(&b':') || !matches!(bytes.get(j + 1), None | Some(b' ' | b'\t')) {
+            i += 1;
+            continue;
+        }
+        j += 1;
+        while j < bytes.len() && matches!(bytes[j], b' ' | b'\t') {
+            j += 1;
+        }
+        let value_start = j;
+        let value_end = value_end(bytes, value_start);
+        found.push((i, value_start..value_end));
+        i = value_end.max(i + 1);
+    }
+    found
+}
+
+/// Where a value starting at `start` ends: its closing quote, or the next
+/// `,` / `}` / `]` when it sits in a flow collection, or the end of the line.
+fn value_end(bytes: &[u8], start: usize) -> usize {
+    if let Some(&q @ (b'"' | b'\'')) = bytes.get(start) {
+        let mut k = start + 1;
+        while k < bytes.len() {
+            if bytes[k] == b'\\' && q == b'"' {
+                k += 2;
+                continue;
+            }
+            if bytes[k] == q {
+                return k + 1;
+            }
+            k += 1;
+        }
+        return bytes.len();
+    }
+    let in_flow = bytes[..start].iter().any(|b| matches!(b, b'{' | b'['));
+    if in_flow {
+        bytes[start..]
+            .iter()
+            .position(|b| matches!(b, b',' | b'}' | b']'))
+            .map_or(bytes.len(), |k| start + k)
+    } else {
+        bytes.len()
+    }
+}
+
 /// A YAML syntax error as a problem at its place. The line may hold a
 /// half-written credential: its value is masked, its key stays readable.
 pub(crate) fn syntax_problem(
@@ -130,6 +261,11 @@ pub(crate) fn syntax_problem(
     }
     if let Some(value) = value_on_line(&text, offset) {
         sources.redact(&pullwarden_core::model::Origin { file, span: value });
+    }
+    // The file was not parsed, so which values are credentials is not known:
+    // every value under a credential-looking key is masked, wherever it is.
+    for span in credential_values(&text) {
+        sources.redact(&pullwarden_core::model::Origin { file, span });
     }
     let problem = if error.over_limit {
         Problem::error(
@@ -150,4 +286,31 @@ pub(crate) fn syntax_problem(
         },
         "here",
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::credential_values;
+
+    fn masked(text: &str) -> Vec<&str> {
+        credential_values(text)
+            .into_iter()
+            .map(|span| &text[span])
+            .collect()
+    }
+
+    #[test]
+    fn credential_values_cover_block_flow_and_quoted_shapes_and_stop_at_the_next_key() {
+        assert_eq!(
+            masked("spec:\n  password: |\n    s1\n\n    s2\n  email: e\n"),
+            ["|", "    s1", "", "    s2"]
+        );
+        assert_eq!(masked("a: {username: u, password: p1, email: e}\n"), ["p1"]);
+        assert_eq!(masked("a: {\"Password\": \"p, 2\", x: 1}\n"), ["\"p, 2\""]);
+        assert_eq!(masked("- auth: abc\n  other: 1\n"), ["abc"]);
+        assert_eq!(
+            masked("username: u\npasswords: no\nmytoken: no\n"),
+            Vec::<&str>::new()
+        );
+    }
 }
