@@ -404,7 +404,7 @@ impl Cx {
                     live.data = Some(data.clone());
                     live.string_data = None;
                 }
-                self.retry(|| api.replace(&change.name, &POST, &live))
+                self.replace_ours(&api, &change.name, &live, same_secret)
                     .await?;
             }
         }
@@ -650,7 +650,7 @@ impl Cx {
                 Self::check_assumed(live.meta(), change.assumed.as_ref())?;
                 self.mark(&mut live.metadata, change.source.as_ref());
                 live.subjects = Some(subjects);
-                self.retry(|| api.replace(&change.name, &POST, &live))
+                self.replace_ours(&api, &change.name, &live, same_binding)
                     .await?;
             }
         }
@@ -722,6 +722,40 @@ impl Cx {
         }
     }
 
+    /// Updates an object to `object`, which carries the resourceVersion it
+    /// was read at. A 409 Conflict may be this write's own earlier attempt
+    /// having landed with its response lost (a connection reset, a cut-off
+    /// body), the retry then refused because the version moved: the object is
+    /// read again and the change counts as done only when it holds exactly
+    /// what this write wanted (same UID, labels, annotations and
+    /// `same_content`). Anything else is someone else's write since the read:
+    /// the change fails, nothing is overwritten.
+    async fn replace_ours<K>(
+        &self,
+        api: &Api<K>,
+        name: &str,
+        object: &K,
+        same_content: fn(&K, &K) -> bool,
+    ) -> Result<(), Failure>
+    where
+        K: Resource + Clone + serde::Serialize + serde::de::DeserializeOwned + std::fmt::Debug,
+    {
+        match self.retry(|| api.replace(name, &POST, object)).await {
+            Ok(_) => Ok(()),
+            Err(e) if status_code(&e) == Some(409) => {
+                let live = self.retry(|| api.get(name)).await?;
+                if is_written(&live, object, same_content) {
+                    Ok(())
+                } else {
+                    Err(Failure(
+                        "changed since it was read (409 Conflict on update); plan again".into(),
+                    ))
+                }
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// Deletes only the object the plan saw (UID and resourceVersion
     /// preconditions). Already gone counts as done.
     async fn delete_guarded<K>(
@@ -749,6 +783,17 @@ impl Cx {
             Err(e) => Err(e.into()),
         }
     }
+}
+
+/// Whether `live` is `written` as the server stores it: same object (UID),
+/// same labels and annotations, same content.
+fn is_written<K: Resource>(live: &K, written: &K, same_content: fn(&K, &K) -> bool) -> bool {
+    let (l, w) = (live.meta(), written.meta());
+    l.uid.is_some()
+        && l.uid == w.uid
+        && l.labels.clone().unwrap_or_default() == w.labels.clone().unwrap_or_default()
+        && l.annotations.clone().unwrap_or_default() == w.annotations.clone().unwrap_or_default()
+        && same_content(live, written)
 }
 
 /// Whether a Secret found in place of one we create holds what we would
@@ -933,6 +978,51 @@ mod tests {
             &binding("system:image-puller", "system:authenticated"),
             &wanted
         ));
+    }
+
+    /// #15: an update whose response was lost counts as done only when the
+    /// object holds exactly what it wrote.
+    #[test]
+    fn an_update_met_by_409_is_done_only_when_the_object_holds_what_it_wrote() {
+        let secret = |uid: &str, data: &[u8], label: &str| {
+            let mut s = Secret {
+                type_: Some("kubernetes.io/dockerconfigjson".into()),
+                data: Some(BTreeMap::from([(
+                    ".dockerconfigjson".to_string(),
+                    ByteString(data.to_vec()),
+                )])),
+                ..Secret::default()
+            };
+            s.metadata.uid = Some(uid.into());
+            s.metadata.labels = Some(BTreeMap::from([(
+                WORKSPACE_LABEL.to_string(),
+                label.into(),
+            )]));
+            s.metadata.resource_version = Some("1".into());
+            s
+        };
+        let written = secret("u1", b"{}", "w");
+        let mut landed = written.clone();
+        landed.metadata.resource_version = Some("2".into());
+        assert!(is_written(&landed, &written, same_secret));
+        assert!(!is_written(
+            &secret("u2", b"{}", "w"),
+            &written,
+            same_secret
+        ));
+        assert!(!is_written(
+            &secret("u1", b"{\"a\":1}", "w"),
+            &written,
+            same_secret
+        ));
+        assert!(!is_written(
+            &secret("u1", b"{}", "other"),
+            &written,
+            same_secret
+        ));
+        let mut annotated = landed.clone();
+        annotated.metadata.annotations = Some(BTreeMap::from([("x".into(), "y".into())]));
+        assert!(!is_written(&annotated, &written, same_secret));
     }
 
     fn names(list: &[&str]) -> Vec<String> {

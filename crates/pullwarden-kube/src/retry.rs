@@ -56,6 +56,22 @@ pub fn is_transient(error: &kube::Error) -> bool {
     }
 }
 
+/// The wait a 429 (or 503) asks for. kube's `Error::Api` carries no
+/// headers, so the `Retry-After` header itself is out of reach; the API
+/// server puts the same number in the `Status` it sends with a 429
+/// (`details.retryAfterSeconds`), and that is what is read here.
+pub fn retry_after(error: &kube::Error) -> Option<Duration> {
+    match error {
+        kube::Error::Api(status) if matches!(status.code, 429 | 503) => status
+            .details
+            .as_ref()
+            .map(|d| d.retry_after_seconds)
+            .filter(|s| *s > 0)
+            .map(|s| Duration::from_secs(u64::from(s))),
+        _ => None,
+    }
+}
+
 /// Whether an error's chain holds a timeout of ours.
 pub fn is_timeout(error: &(dyn std::error::Error + 'static)) -> bool {
     chain(error).any(|e| {
@@ -103,7 +119,10 @@ where
         };
         match result {
             Err(e) if is_transient(&e) && attempt < policy.max_attempts => {
-                tokio::time::sleep(delay).await;
+                // A server that says how long to wait is believed, within
+                // `max_delay`: the run stays bounded.
+                let wait = retry_after(&e).map_or(delay, |after| after.max(delay));
+                tokio::time::sleep(wait.min(policy.max_delay)).await;
                 delay = (delay * 2).min(policy.max_delay);
                 attempt += 1;
             }
@@ -185,6 +204,63 @@ mod tests {
             calls.load(Ordering::SeqCst),
             1,
             "a 409 is never retried blindly"
+        );
+    }
+
+    /// #15: a 429 whose Status says `retryAfterSeconds` waits that long
+    /// (not the shorter backoff), within `max_delay`.
+    #[tokio::test]
+    async fn a_429_waits_as_long_as_the_server_asks_within_the_bound() {
+        let too_many = |seconds: u32| {
+            let mut status = kube::core::Status::failure("m", "TooManyRequests").with_code(429);
+            status.details = Some(kube::core::response::StatusDetails {
+                name: String::new(),
+                group: String::new(),
+                kind: String::new(),
+                uid: String::new(),
+                causes: Vec::new(),
+                retry_after_seconds: seconds,
+            });
+            kube::Error::Api(status.boxed())
+        };
+        assert_eq!(retry_after(&too_many(1)), Some(Duration::from_secs(1)));
+        assert_eq!(retry_after(&too_many(0)), None);
+        assert_eq!(retry_after(&status(500)), None);
+        let policy = RetryPolicy {
+            max_delay: Duration::from_millis(1500),
+            ..quick(3)
+        };
+        let calls = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let result = retry(&policy, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(too_many(1))
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert_eq!(result.ok(), Some(1));
+        assert!(
+            started.elapsed() >= Duration::from_secs(1),
+            "{:?}",
+            started.elapsed()
+        );
+        // Asked for 60 s, waits at most max_delay.
+        let calls = AtomicU32::new(0);
+        let started = std::time::Instant::now();
+        let _ = retry(&policy, || async {
+            if calls.fetch_add(1, Ordering::SeqCst) == 0 {
+                Err(too_many(60))
+            } else {
+                Ok(1)
+            }
+        })
+        .await;
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{:?}",
+            started.elapsed()
         );
     }
 

@@ -2,9 +2,11 @@
 //! written, by whom.
 //!
 //! The policy ([`AUDIT_POLICY`]) records every write (create, update, patch,
-//! delete, deletecollection) at `Metadata` level, at the `ResponseComplete`
-//! (and `Panic`) stage only: one JSON line per write the server handled,
-//! including writes whose response never reached the client.
+//! delete, deletecollection) at `Metadata` level, at every stage: a
+//! `RequestReceived` line when the request arrives (so a write the server
+//! took in and then crashed on is still seen), a `ResponseComplete` line
+//! with the status code when it was handled, including writes whose
+//! response never reached the client.
 
 use std::path::{Path, PathBuf};
 
@@ -14,7 +16,6 @@ use serde_json::Value;
 /// The audit policy the control plane runs with when audit is on.
 pub const AUDIT_POLICY: &str = "apiVersion: audit.k8s.io/v1
 kind: Policy
-omitStages: [RequestReceived]
 rules:
 - level: Metadata
   verbs: [create, update, patch, delete, deletecollection]

@@ -98,6 +98,18 @@ pub struct Schedule {
     pub reads_only: bool,
     /// The client's request timeout, which the delaying faults outlast.
     pub client_timeout: Duration,
+    /// Faults for given requests, checked before the seeded draw.
+    pub rules: Vec<Rule>,
+}
+
+/// One targeted fault: the `attempt`-th (from 0) `method` request whose path
+/// ends with `path_suffix` gets `kind`.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Rule {
+    pub method: String,
+    pub path_suffix: String,
+    pub attempt: u64,
+    pub kind: FaultKind,
 }
 
 impl Schedule {
@@ -109,6 +121,16 @@ impl Schedule {
             kinds: Vec::new(),
             reads_only: false,
             client_timeout: Duration::from_secs(1),
+            rules: Vec::new(),
+        }
+    }
+
+    /// Only the faults `rules` name, for a client with `client_timeout`.
+    pub fn targeted(rules: Vec<Rule>, client_timeout: Duration) -> Schedule {
+        Schedule {
+            client_timeout,
+            rules,
+            ..Schedule::none()
         }
     }
 
@@ -137,6 +159,7 @@ impl Schedule {
             kinds,
             reads_only: false,
             client_timeout,
+            rules: Vec::new(),
         }
     }
 
@@ -155,6 +178,12 @@ impl Schedule {
         attempt: u64,
         has_continue: bool,
     ) -> Option<Fault> {
+        let path = key.split(['?', ' ']).nth(1).unwrap_or_default();
+        if let Some(rule) = self.rules.iter().find(|r| {
+            r.method == method.as_str() && r.attempt == attempt && path.ends_with(&r.path_suffix)
+        }) {
+            return Some(self.timed(rule.kind, false));
+        }
         if self.kinds.is_empty() || (self.reads_only && method != Method::GET) {
             return None;
         }
@@ -182,15 +211,17 @@ impl Schedule {
         } else {
             *applicable.get(rng.below(applicable.len()))?
         };
+        Some(self.timed(kind, rng.below(2) == 0))
+    }
+
+    fn timed(&self, kind: FaultKind, within: bool) -> Fault {
         let past = self.client_timeout + Duration::from_millis(500);
-        let within = self.client_timeout / 2;
-        Some(match kind {
+        match kind {
             FaultKind::DelayPastTimeout => Fault::Delay(past),
-            FaultKind::SlowStream => {
-                Fault::SlowStream(if rng.below(2) == 0 { within } else { past })
-            }
+            FaultKind::SlowStream if within => Fault::SlowStream(self.client_timeout / 2),
+            FaultKind::SlowStream => Fault::SlowStream(past),
             other => Fault::Plain(other),
-        })
+        }
     }
 }
 
@@ -215,7 +246,8 @@ impl Fault {
 /// One fault the proxy injected.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Injected {
-    /// `METHOD /path` (with ` (continue)` for a continuation).
+    /// `METHOD /path?query` (the query without its continue token; ` (continue)`
+    /// marks a continuation).
     pub key: String,
     /// How many requests with that key came before it.
     pub attempt: u64,
@@ -428,8 +460,19 @@ async fn handle(
     let query = request.uri().query().unwrap_or_default().to_owned();
     let has_continue =
         form_urlencoded::parse(query.as_bytes()).any(|(k, v)| k == "continue" && !v.is_empty());
+    // The query without the continue token (which changes with the data):
+    // two LISTs of one path with other selectors are counted apart.
+    let stable: Vec<String> = form_urlencoded::parse(query.as_bytes())
+        .filter(|(k, _)| k != "continue")
+        .map(|(k, v)| format!("{k}={v}"))
+        .collect();
     let key = format!(
-        "{method} {path}{}",
+        "{method} {path}{}{}",
+        if stable.is_empty() {
+            String::new()
+        } else {
+            format!("?{}", stable.join("&"))
+        },
         if has_continue { " (continue)" } else { "" }
     );
     let attempt = {
