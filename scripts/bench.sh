@@ -1,24 +1,39 @@
 #!/usr/bin/env bash
-# `just bench`: pullwarden against kubectl on a real control plane, in one run.
+# `just bench`: pullwarden on a real control plane (and against kubectl), in one run.
 #
 # For each size N (PULLWARDEN_BENCH_SIZES, default "200 2000" namespaces):
-#   1. pullwarden-bench-gen writes a workspace, a cluster fixture and the
-#      equivalent plain manifests (crates/pullwarden-bench);
-#   2. control plane A (pullwarden): load the fixture, then measure
+#   1. pullwarden-bench-gen writes a workspace, a cluster fixture, noise
+#      (PULLWARDEN_BENCH_NOISE Helm releases of ~100 KB, TLS and Opaque
+#      Secrets, twice as many RoleBindings per namespace; default 2; none for
+#      N > PULLWARDEN_BENCH_NOISE_MAX_N, default 2000) and the equivalent plain
+#      manifests (crates/pullwarden-bench);
+#   2. control plane A (pullwarden): load the fixture (timed), then measure
 #      cold `pullwarden apply --auto-approve`, `pullwarden plan` with no
-#      changes, the floor (`kubectl get namespaces,secrets,serviceaccounts,
-#      rolebindings -A -o json`), then `kubectl replace -f drift.yaml` (1% of
-#      the managed Secrets' data, 1% of the ServiceAccounts lose a link) and
-#      `pullwarden plan` with that drift; stop A;
-#   3. control plane B (kubectl), loaded with the same fixture: measure cold
-#      `kubectl apply --server-side` of the equivalent manifests, then
-#      `kubectl diff --server-side` of them (no changes); stop B.
+#      changes, the floor (pullwarden-bench-floor: the same paginated LISTs
+#      over plain HTTP, bodies counted and not decoded), `pullwarden drift`
+#      (in sync); `pullwarden snapshot` and `plan --live snapshot --format
+#      json`, compared byte for byte with `plan --format json` against the
+#      cluster; then load the noise (timed) and measure plan and the floor
+#      again, and the floor listing every Secret (what the read sent before
+#      #13); then `kubectl replace -f drift.yaml` (1% of the managed Secrets'
+#      data, 1% of the ServiceAccounts lose a link) and `pullwarden plan`
+#      with that drift; stop A;
+#   3. control plane B (kubectl; PULLWARDEN_BENCH_KUBECTL=0 skips it), loaded
+#      with the same fixture: measure cold `kubectl apply --server-side` of
+#      the equivalent manifests, then `kubectl diff --server-side` of them
+#      (no changes); stop B.
 # Each measurement: wall time (median of PULLWARDEN_BENCH_REPEATS, default 3;
-# cold applies run once), peak RSS (GNU time %M) and the API requests the
-# server counted (apiserver_request_total from /metrics, summed over all
-# labels, before and after; the scrapes themselves are excluded, see below).
+# cold applies and snapshots run once), user+system CPU time, peak RSS (GNU
+# time), the API requests the server counted (apiserver_request_total from
+# /metrics, summed over all labels, before and after; the scrapes themselves
+# are excluded, see below) and the response bytes it sent
+# (apiserver_response_sizes_sum of component="apiserver", leases excluded).
+# PULLWARDEN_BENCH_PERF=1 also records `perf record` of one plan with noise
+# (flat profile by symbol, in the work dir and the results).
 #
 # Env: PULLWARDEN_BENCH_SIZES, PULLWARDEN_BENCH_REPEATS, PULLWARDEN_BENCH_DIFF_REPEATS (1),
+#      PULLWARDEN_BENCH_NOISE (2), PULLWARDEN_BENCH_NOISE_MAX_N (2000),
+#      PULLWARDEN_BENCH_KUBECTL (1), PULLWARDEN_BENCH_PERF (0),
 #      PULLWARDEN_BENCH_OUT (results file, default target/bench/results.md),
 #      PULLWARDEN_BENCH_KEEP=1 keeps the work dir (fixtures, logs, outputs).
 set -euo pipefail
@@ -29,6 +44,10 @@ SIZES="${PULLWARDEN_BENCH_SIZES:-200 2000}"
 REPEATS="${PULLWARDEN_BENCH_REPEATS:-3}"
 # kubectl diff takes minutes at N=2000: once by default
 DIFF_REPEATS="${PULLWARDEN_BENCH_DIFF_REPEATS:-1}"
+NOISE="${PULLWARDEN_BENCH_NOISE:-2}"
+NOISE_MAX_N="${PULLWARDEN_BENCH_NOISE_MAX_N:-2000}"
+KUBECTL_HALF="${PULLWARDEN_BENCH_KUBECTL:-1}"
+PERF="${PULLWARDEN_BENCH_PERF:-0}"
 OUT="${PULLWARDEN_BENCH_OUT:-$repo/target/bench/results.md}"
 
 log() { echo "bench.sh: $*" >&2; }
@@ -45,6 +64,7 @@ built="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates Cargo.
 rel="$repo/target/release"
 PW="$rel/pullwarden"
 GEN="$rel/pullwarden-bench-gen"
+FLOOR="$rel/pullwarden-bench-floor"
 TESTENV="$rel/pullwarden-testenv"
 PULLWARDEN_CONTROLPLANE_BIN="$(scripts/build-controlplane.sh)"
 export PULLWARDEN_CONTROLPLANE_BIN
@@ -91,21 +111,25 @@ cluster_down() { # dir
 # k: this cluster's kubectl (admin context, its own discovery cache)
 k() { "$KUBECTL" --kubeconfig "$kcfg" --context pullwarden-admin --cache-dir "$kcache" "$@"; }
 
-# Sum of apiserver_request_total over every label set.
+# "REQUESTS BYTES": the sum of apiserver_request_total over every label set,
+# and of apiserver_response_sizes_sum over the API's own resources
+# (component="apiserver": GETs and LISTs of objects).
 # The server's own background traffic is left out: its lease renewals (every
 # 10 s) and its OpenAPI v3 aggregation (openapi/v3 GETs); neither tool
 # writes leases, and kubectl's own OpenAPI fetches (a few per run) are lost
-# with them. /metrics, /version and discovery are not in this counter.
+# with them. /metrics, /version and discovery are not in these counters.
 scrape() {
-  k get --raw /metrics | awk '/^apiserver_request_total\{/ && !/resource="leases"/ && !/subresource="openapi\/v3"/ {s += $NF}
-    END {printf "%d\n", s}'
+  k get --raw /metrics | awk '
+    /^apiserver_request_total\{/ && !/resource="leases"/ && !/subresource="openapi\/v3"/ {s += $NF}
+    /^apiserver_response_sizes_sum\{/ && /component="apiserver"/ && !/resource="leases"/ {b += $NF}
+    END {printf "%d %.0f\n", s, b}'
 }
 
 # What one scrape adds to the counter (the scrape itself, and anything the
 # server does on its own meanwhile), measured on this cluster before use.
 calibrate() {
   local a c
-  a="$(scrape)"; scrape >/dev/null; c="$(scrape)"
+  read -r a _ < <(scrape); scrape >/dev/null; read -r c _ < <(scrape)
   scrape_cost=$(( (c - a) / 2 ))
 }
 
@@ -119,30 +143,44 @@ load_fixture() { # gen dir
   local n
   n="$(k get namespaces,secrets,serviceaccounts,rolebindings -A --no-headers 2>/dev/null | wc -l)"
   log "  fixture loaded in $((SECONDS - t0)) s ($n namespaces+secrets+serviceaccounts+rolebindings)"
+  fixture_seconds=$((SECONDS - t0))
+}
+
+load_noise() { # gen dir
+  local t0=$SECONDS
+  # kubectl warns about the fake certificates of the TLS Secrets: not shown
+  printf '%s\n' "$1"/fixture/noise-*.yaml \
+    | xargs -P 2 -I{} "$KUBECTL" --kubeconfig "$kcfg" --context pullwarden-admin \
+        --cache-dir "$kcache" create -f {} >/dev/null 2>"$work/noise-load.stderr" \
+    || { grep -v 'x509' "$work/noise-load.stderr" >&2; return 1; }
+  noise_seconds=$((SECONDS - t0))
+  log "  noise loaded in $noise_seconds s"
 }
 
 median() { sort -g | awk '{v[NR]=$1} END {if (NR == 0) print "-"; else print v[int((NR + 1) / 2)]}'; }
 minmax() { sort -g | awk 'NR==1{lo=$1} {hi=$1} END {printf "%s–%s", lo, hi}'; }
 
-# measure LABEL RUNS EXPECTED_EXIT CMD...: records wall, RSS, requests, exit code.
-# Appends "N|label|runs|wall_median|wall_range|rss_mb_max|requests_median|exits" to $rows.
+# measure LABEL RUNS EXPECTED_EXIT CMD...: records wall, CPU, RSS, requests, bytes, exit code.
+# Appends "N|label|runs|wall_median|wall_range|rss_mb_max|requests_median|exits|cpu_median|mb_median" to $rows.
 rows="$work/rows"
 : >"$rows"
 measure() {
   local label="$1" runs="$2" expect="$3"; shift 3
-  local i walls="" rss="" reqs="" exits="" before after rc tfile="$work/time.out"
+  local i walls="" rss="" reqs="" cpus="" mbs="" exits="" before after bbefore bafter rc tfile="$work/time.out"
   for ((i = 1; i <= runs; i++)); do
-    before="$(scrape)"
+    read -r before bbefore < <(scrape)
     set +e
-    /usr/bin/time -f '%e %M' -o "$tfile" "$@" >"$work/last.stdout" 2>"$work/last.stderr"
+    /usr/bin/time -f '%e %M %U %S' -o "$tfile" "$@" >"$work/last.stdout" 2>"$work/last.stderr"
     rc=$?
     set -e
-    after="$(scrape)"
+    read -r after bafter < <(scrape)
     # GNU time puts "Command exited with non-zero status N" first: the figures are the last line
-    read -r wall kb < <(tail -1 "$tfile")
+    read -r wall kb usr sys < <(tail -1 "$tfile")
     walls+="$wall"$'\n'
     rss+="$kb"$'\n'
     reqs+="$(( after - before - scrape_cost ))"$'\n'
+    cpus+="$(awk -v u="$usr" -v s="$sys" 'BEGIN {printf "%.2f", u + s}')"$'\n'
+    mbs+="$(awk -v a="$bbefore" -v b="$bafter" 'BEGIN {printf "%.1f", (b - a) / 1e6}')"$'\n'
     exits+="$rc "
     cp "$work/last.stdout" "$work/$n-$label-$i.stdout"
     cp "$work/last.stderr" "$work/$n-$label-$i.stderr"
@@ -151,12 +189,13 @@ measure() {
       tail -20 "$work/last.stderr" >&2
       exit 1
     fi
-    log "  $label run $i: ${wall}s, $((kb / 1024)) MB, $(( after - before - scrape_cost )) requests"
+    log "  $label run $i: ${wall}s, $((kb / 1024)) MB, $(( after - before - scrape_cost )) requests, $(printf '%s' "$mbs" | tail -1) MB sent by the server"
   done
-  printf '%s|%s|%s|%s|%s|%s|%s|%s\n' "$n" "$label" "$runs" \
+  printf '%s|%s|%s|%s|%s|%s|%s|%s|%s|%s\n' "$n" "$label" "$runs" \
     "$(printf '%s' "$walls" | median)" "$(printf '%s' "$walls" | minmax)" \
     "$(printf '%s' "$rss" | sort -g | tail -1 | awk '{printf "%.0f", $1 / 1024}')" \
-    "$(printf '%s' "$reqs" | median)" "${exits% }" >>"$rows"
+    "$(printf '%s' "$reqs" | median)" "${exits% }" \
+    "$(printf '%s' "$cpus" | median)" "$(printf '%s' "$mbs" | median)" >>"$rows"
 }
 
 plan_line() { grep -h '^Plan:' "$1" | head -1 || echo "(no Plan: line)"; }
@@ -165,33 +204,68 @@ notes="$work/notes"
 note() { echo "- N=$n: $*" >>"$notes"; log "  $*"; }
 
 # ---- the run -------------------------------------------------------------
-log "work dir $work; sizes: $SIZES; repeats: $REPEATS"
+log "work dir $work; sizes: $SIZES; repeats: $REPEATS; noise: $NOISE (up to N=$NOISE_MAX_N)"
 for n in $SIZES; do
   gen="$work/gen-$n"
-  "$GEN" --namespaces "$n" --out "$gen" --chunks 4
+  noise=0
+  if ((n <= NOISE_MAX_N)); then noise="$NOISE"; fi
+  "$GEN" --namespaces "$n" --out "$gen" --chunks 4 --noise "$noise"
   # shellcheck disable=SC1091
   source "$gen/expected.env"
-  log "N=$n: $FIXTURE_OBJECTS fixture objects, $APPLY_CHANGES changes to apply, $DRIFT_CHANGES drifted"
+  log "N=$n: $FIXTURE_OBJECTS fixture objects, $NOISE_OBJECTS noise objects ($((NOISE_BYTES / 1000000)) MB), $APPLY_CHANGES changes to apply, $DRIFT_CHANGES drifted"
 
   # -- A: pullwarden ---------------------------------------------------------
   dir="$work/pw-$n"
   cluster_up "$dir"
   kcfg="$dir/kubeconfig" kcache="$work/kcache-pw-$n"
   load_fixture "$gen"
+  note "fixture: $FIXTURE_OBJECTS objects loaded in $fixture_seconds s"
   calibrate
   note "one /metrics scrape adds $scrape_cost to apiserver_request_total (subtracted)"
   pwflags=(--kubeconfig "$kcfg" --context pullwarden-admin --color never)
+  floor=("$FLOOR" --kubeconfig "$kcfg" --context pullwarden-admin)
   measure "pullwarden apply (cold)" 1 0 "$PW" apply "$gen/workspace" --auto-approve "${pwflags[@]}"
   note "apply: $(grep -h '^Apply complete' "$work/last.stderr" || plan_line "$work/last.stdout")"
   measure "pullwarden plan (no changes)" "$REPEATS" 0 "$PW" plan "$gen/workspace" --detailed-exitcode "${pwflags[@]}"
-  measure "floor: kubectl get -A -o json" "$REPEATS" 0 \
-    bash -c '"$@" >/dev/null' _ "$KUBECTL" --kubeconfig "$kcfg" --context pullwarden-admin \
-    --cache-dir "$kcache" get namespaces,secrets,serviceaccounts,rolebindings -A -o json
+  measure "floor: the same LISTs, not decoded" "$REPEATS" 0 "${floor[@]}"
+  note "floor: $(cat "$work/last.stdout")"
+  measure "pullwarden drift (in sync)" "$REPEATS" 0 "$PW" drift "$gen/workspace" "${pwflags[@]}"
+  # #16: a snapshot plans through --live exactly like the cluster
+  measure "pullwarden snapshot" 1 0 "$PW" snapshot --out "$work/snap-$n.json" "${pwflags[@]}"
+  measure "pullwarden plan --live snapshot (json)" 1 0 "$PW" plan "$gen/workspace" --live "$work/snap-$n.json" --format json "${pwflags[@]}"
+  cp "$work/last.stdout" "$work/plan-live-$n.json"
+  "$PW" plan "$gen/workspace" --format json "${pwflags[@]}" >"$work/plan-cluster-$n.json"
+  if cmp -s "$work/plan-live-$n.json" "$work/plan-cluster-$n.json"; then
+    note "snapshot check: \`plan --live snapshot --format json\` and \`plan --format json\` against the cluster are identical ($(wc -c <"$work/plan-cluster-$n.json") bytes; snapshot $(($(wc -c <"$work/snap-$n.json") / 1000000)) MB)"
+  else
+    note "snapshot check FAILED: the plans differ"
+    diff "$work/plan-live-$n.json" "$work/plan-cluster-$n.json" | head -40 >&2
+    exit 1
+  fi
+  if ((noise > 0)); then
+    load_noise "$gen"
+    note "noise: $NOISE_OBJECTS objects ($((NOISE_BYTES / 1000000)) MB of manifests) loaded in $noise_seconds s"
+    measure "pullwarden plan (no changes, noise)" "$REPEATS" 0 "$PW" plan "$gen/workspace" --detailed-exitcode "${pwflags[@]}"
+    if [[ "$PERF" == 1 ]]; then
+      perf record -q -F 1999 -o "$work/perf-$n.data" -- "$PW" plan "$gen/workspace" "${pwflags[@]}" >/dev/null 2>&1
+      perf report -i "$work/perf-$n.data" --no-children --sort dso,symbol --percent-limit 0.7 --stdio 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -45 >"$work/perf-$n.txt"
+      perf report -i "$work/perf-$n.data" --no-children --sort dso --stdio 2>/dev/null \
+        | grep -v '^#' | grep -v '^$' | head -12 >"$work/perf-dso-$n.txt"
+    fi
+    measure "floor: the same LISTs, not decoded (noise)" "$REPEATS" 0 "${floor[@]}"
+    note "floor with noise: $(cat "$work/last.stdout")"
+    measure "floor: every Secret, not decoded (noise; the read before #13)" 1 0 "${floor[@]}" --secrets all
+    note "floor of every Secret with noise: $(cat "$work/last.stdout")"
+    measure "pullwarden drift (in sync, noise)" 1 0 "$PW" drift "$gen/workspace" "${pwflags[@]}"
+  fi
   k replace -f "$gen/drift.yaml" >/dev/null
   measure "pullwarden plan (1% drift)" "$REPEATS" 2 "$PW" plan "$gen/workspace" --detailed-exitcode "${pwflags[@]}"
   note "drift plan: $(plan_line "$work/last.stdout") (expected $DRIFT_SECRETS updates, $DRIFT_LINKS links)"
+  measure "pullwarden drift (1% drift)" 1 2 "$PW" drift "$gen/workspace" "${pwflags[@]}"
   cluster_down "$dir"
 
+  [[ "$KUBECTL_HALF" == 1 ]] || continue
   # -- B: kubectl --------------------------------------------------------------
   dir="$work/kubectl-$n"
   cluster_up "$dir"
@@ -217,35 +291,71 @@ mkdir -p "$(dirname "$OUT")"
   echo "- machine: $(nproc) cores, $(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo), $(free -g | awk '/^Mem:/ {print $2}') GB RAM; load average at the end: $(cut -d' ' -f1-3 /proc/loadavg)"
   echo "- kubectl and kube-apiserver $("$KUBECTL" version --client -o json 2>/dev/null | awk -F'"' '/gitVersion/ {print $4; exit}'), etcd v3.6.16; repeats: $REPEATS (median wall; cold applies once, kubectl diff $DIFF_REPEATS)"
   echo
-  echo "| N | command | runs | wall median (s) | wall range (s) | peak RSS (MB) | API requests (server-counted, median) | exit |"
-  echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | --- |"
-  awk -F'|' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $6, $7, $8}' "$rows"
+  echo "| N | command | runs | wall median (s) | wall range (s) | CPU user+sys median (s) | peak RSS (MB) | API requests (server-counted, median) | response MB (server-counted, median) | exit |"
+  echo "| ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- |"
+  awk -F'|' '{printf "| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |\n", $1, $2, $3, $4, $5, $9, $6, $7, $10, $8}' "$rows"
   echo
   echo "## Ratios"
   echo
-  echo "| N | plan / floor (target ≤ 1.2) | kubectl diff / plan (target ≥ 20) | kubectl apply / pullwarden apply (target ≥ 3) | pullwarden max peak RSS MB (target < 300) |"
-  echo "| ---: | ---: | ---: | ---: | ---: |"
+  echo "| N | plan noise / plan (target ≤ 1.2) | plan / floor (target ≤ 1.3) | plan noise / floor noise (target ≤ 1.3) | plan peak RSS with noise MB (target < 100 at 2000) | plan MB sent, no noise / noise | every Secret MB (noise) | pullwarden max peak RSS MB |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
   for n in $SIZES; do
     plan="$(get "$n" "pullwarden plan (no changes)" 4)"
-    floor="$(get "$n" "floor: kubectl get -A -o json" 4)"
-    diff="$(get "$n" "kubectl diff --server-side (no changes)" 4)"
-    papply="$(get "$n" "pullwarden apply (cold)" 4)"
-    kapply="$(get "$n" "kubectl apply --server-side (cold)" 4)"
+    plann="$(get "$n" "pullwarden plan (no changes, noise)" 4)"
+    floor="$(get "$n" "floor: the same LISTs, not decoded" 4)"
+    floorn="$(get "$n" "floor: the same LISTs, not decoded (noise)" 4)"
+    rssn="$(get "$n" "pullwarden plan (no changes, noise)" 6)"
+    mb="$(get "$n" "pullwarden plan (no changes)" 10)"
+    mbn="$(get "$n" "pullwarden plan (no changes, noise)" 10)"
+    allmb="$(get "$n" "floor: every Secret, not decoded (noise; the read before #13)" 10)"
     rss="$(awk -F'|' -v n="$n" '$1 == n && $2 ~ /^pullwarden/ {print $6}' "$rows" | sort -g | tail -1)"
-    echo "| $n | $(ratio "$plan" "$floor") | $(ratio "$diff" "$plan") | $(ratio "$kapply" "$papply") | $rss |"
+    echo "| $n | $(ratio "$plann" "$plan") | $(ratio "$plan" "$floor") | $(ratio "$plann" "$floorn") | ${rssn:--} | ${mb:--} / ${mbn:--} | ${allmb:--} | $rss |"
+  done
+  if [[ "$KUBECTL_HALF" == 1 ]]; then
+    echo
+    echo "| N | kubectl diff / plan (target ≥ 20) | kubectl apply / pullwarden apply (target ≥ 3) |"
+    echo "| ---: | ---: | ---: |"
+    for n in $SIZES; do
+      plan="$(get "$n" "pullwarden plan (no changes)" 4)"
+      diff="$(get "$n" "kubectl diff --server-side (no changes)" 4)"
+      papply="$(get "$n" "pullwarden apply (cold)" 4)"
+      kapply="$(get "$n" "kubectl apply --server-side (cold)" 4)"
+      echo "| $n | $(ratio "$diff" "$plan") | $(ratio "$kapply" "$papply") |"
+    done
+  fi
+  echo
+  echo "## Growth per namespace"
+  echo
+  echo "| N | apply s / 1000 ns | plan s / 1000 ns | drift s / 1000 ns | apply RSS MB | plan RSS MB | drift RSS MB |"
+  echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+  for n in $SIZES; do
+    per() { awk -v a="$1" -v n="$n" 'BEGIN {if (a == "") print "-"; else printf "%.2f", a * 1000 / n}'; }
+    echo "| $n | $(per "$(get "$n" "pullwarden apply (cold)" 4)") | $(per "$(get "$n" "pullwarden plan (no changes)" 4)") | $(per "$(get "$n" "pullwarden drift (in sync)" 4)") | $(get "$n" "pullwarden apply (cold)" 6) | $(get "$n" "pullwarden plan (no changes)" 6) | $(get "$n" "pullwarden drift (in sync)" 6) |"
   done
   echo
   echo "## Requests by size"
   echo
   echo "| command | ${SIZES// / | } |"
   echo "| --- |$(for _ in $SIZES; do printf ' ---: |'; done)"
-  for label in "pullwarden apply (cold)" "pullwarden plan (no changes)" "pullwarden plan (1% drift)" \
-    "floor: kubectl get -A -o json" "kubectl apply --server-side (cold)" "kubectl diff --server-side (no changes)"; do
+  cut -d'|' -f2 "$rows" | awk '!seen[$0]++' | while read -r label; do
     printf '| %s |' "$label"
-    for n in $SIZES; do printf ' %s |' "$(get "$n" "$label" 7)"; done
+    for n in $SIZES; do v="$(get "$n" "$label" 7)"; printf ' %s |' "${v:--}"; done
     echo
   done
   echo
+  if [[ "$PERF" == 1 ]]; then
+    for n in $SIZES; do
+      [[ -f "$work/perf-$n.txt" ]] || continue
+      echo "## perf: one \`pullwarden plan\` with noise at N=$n (samples by shared object, then by symbol)"
+      echo
+      echo '```'
+      cat "$work/perf-dso-$n.txt"
+      echo
+      cat "$work/perf-$n.txt"
+      echo '```'
+      echo
+    done
+  fi
   echo "## Notes"
   echo
   cat "$notes"

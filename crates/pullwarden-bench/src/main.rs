@@ -1,5 +1,5 @@
-//! `pullwarden-bench-gen --namespaces N --out DIR [--chunks K]`: writes the
-//! benchmark's inputs for `scripts/bench.sh`:
+//! `pullwarden-bench-gen --namespaces N --out DIR [--chunks K] [--noise M]`:
+//! writes the benchmark's inputs for `scripts/bench.sh`:
 //!
 //! - `DIR/workspace/`: a pullwarden workspace (one Workspace scoped to
 //!   `bench-*`, two Registries with fake `fromFile` credentials in
@@ -12,6 +12,13 @@
 //!   `<sa>-dockercfg-xxxxx` Secret linked from both lists, 2 unrelated
 //!   Opaque Secrets and 1 unrelated RoleBinding), split in K files so they
 //!   can be loaded in parallel;
+//! - `DIR/fixture/noise-*.yaml` (with `--noise M`, M > 0): what a real
+//!   cluster holds beside pull secrets and pullwarden never uses, per
+//!   namespace: M Helm-release Secrets (`helm.sh/release.v1`, ~100 KB of
+//!   incompressible release data each, like Helm's gzipped release records),
+//!   M TLS Secrets, M Opaque Secrets and 2M unrelated RoleBindings; loaded
+//!   after the fixture, so that one control plane is measured without and
+//!   with it;
 //! - `DIR/equivalent.yaml`: plain manifests of what pullwarden writes (its
 //!   Secrets with the same data, labels and annotation, its RoleBindings, and
 //!   the ServiceAccounts with the same lists and link record), for
@@ -89,14 +96,16 @@ struct Args {
     namespaces: usize,
     out: PathBuf,
     chunks: usize,
+    noise: usize,
 }
 
 fn parse_args() -> Result<Args, String> {
-    let usage = "usage: pullwarden-bench-gen --out DIR [--namespaces N (2000)] [--chunks K (4)]";
+    let usage = "usage: pullwarden-bench-gen --out DIR [--namespaces N (2000)] [--chunks K (4)] [--noise M (0)]";
     let mut args = Args {
         namespaces: 2000,
         out: PathBuf::new(),
         chunks: 4,
+        noise: 0,
     };
     let mut it = std::env::args().skip(1);
     while let Some(flag) = it.next() {
@@ -104,6 +113,7 @@ fn parse_args() -> Result<Args, String> {
         match flag.as_str() {
             "--namespaces" => args.namespaces = value.parse().map_err(|_| usage)?,
             "--chunks" => args.chunks = value.parse().map_err(|_| usage)?,
+            "--noise" => args.noise = value.parse().map_err(|_| usage)?,
             "--out" => args.out = PathBuf::from(value),
             _ => return Err(usage.into()),
         }
@@ -165,6 +175,20 @@ fn run() -> Result<(), String> {
             }
         }
         write(&format!("fixture/objects-{k}.yaml"), &text)?;
+        if args.noise > 0 {
+            // Written chunk by chunk: at N=2000 and M=2 the noise is ~400 MB.
+            let path = args.out.join(format!("fixture/noise-{k}.yaml"));
+            let mut file =
+                std::io::BufWriter::new(std::fs::File::create(&path).map_err(io(&path))?);
+            for ns in chunk {
+                for doc in noise_objects(ns, args.noise) {
+                    let mut text = String::new();
+                    push(&mut text, &doc);
+                    file.write_all(text.as_bytes()).map_err(io(&path))?;
+                }
+            }
+            file.flush().map_err(io(&path))?;
+        }
     }
 
     let mut equivalent = String::new();
@@ -208,14 +232,34 @@ fn run() -> Result<(), String> {
          APPLY_CHANGES={apply}\n\
          DRIFT_SECRETS={drift_secrets}\n\
          DRIFT_LINKS={drift_links}\n\
-         DRIFT_CHANGES={drift_changes}\n",
+         DRIFT_CHANGES={drift_changes}\n\
+         NOISE_OBJECTS={noise_objects}\n\
+         NOISE_BYTES={noise_bytes}\n",
         fixture = 1 + n * (1 + 3 * 2 + 2 + 1),
+        noise_objects = n * args.noise * 5,
+        noise_bytes = noise_bytes(&args.out)?,
         equiv = n * (PULL_SECRETS.len() + GRANTS.len() + SERVICE_ACCOUNTS.len()),
         apply = n * (PULL_SECRETS.len() + GRANTS.len() + SERVICE_ACCOUNTS.len()),
         drift_changes = drift_secrets + drift_links,
     );
     write("expected.env", &expected)?;
     Ok(())
+}
+
+/// The size of the noise files written.
+fn noise_bytes(out: &Path) -> Result<u64, String> {
+    let dir = out.join("fixture");
+    let mut total = 0;
+    for entry in std::fs::read_dir(&dir).map_err(|e| format!("{}: {e}", dir.display()))? {
+        let entry = entry.map_err(|e| format!("{}: {e}", dir.display()))?;
+        if entry.file_name().to_string_lossy().starts_with("noise-") {
+            total += entry
+                .metadata()
+                .map_err(|e| format!("{}: {e}", dir.display()))?
+                .len();
+        }
+    }
+    Ok(total)
 }
 
 fn push(out: &mut String, doc: &Value) {
@@ -439,6 +483,82 @@ fn fixture_objects(ns: &str) -> Vec<Value> {
             "name": format!("system:serviceaccounts:{ns}"),
         }],
     }));
+    docs
+}
+
+/// Bytes of release data per Helm-release Secret (base64 of them is ~100 KB,
+/// the `data.release` value the API server stores and lists).
+const HELM_RELEASE_BYTES: usize = 75 * 1024;
+
+/// Deterministic incompressible bytes (`SplitMix64`), like gzip output.
+fn noise_bytes_for(seed: &str, len: usize) -> Vec<u8> {
+    let mut state: u64 = 0x9e37_79b9_7f4a_7c15;
+    for b in seed.bytes() {
+        state = (state ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        state = state.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = state;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        out.extend_from_slice(&(z ^ (z >> 31)).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+/// What a real cluster holds beside pull secrets, per namespace: `m` Helm
+/// releases (one Secret per revision, ~100 KB each), `m` TLS and `m` Opaque
+/// Secrets, and `2m` RoleBindings pullwarden does not manage.
+fn noise_objects(ns: &str, m: usize) -> Vec<Value> {
+    let mut docs = Vec::new();
+    for k in 1..=m {
+        let release = format!("app{k}");
+        // Helm stores base64(gzip(json)) in `data.release`, itself base64 in the API.
+        let record = STANDARD.encode(noise_bytes_for(
+            &format!("{ns}/{release}"),
+            HELM_RELEASE_BYTES * 3 / 4,
+        ));
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "helm.sh/release.v1",
+            "metadata": {
+                "name": format!("sh.helm.release.v1.{release}.v1"),
+                "namespace": ns,
+                "labels": {"name": release, "owner": "helm", "status": "deployed", "version": "1"},
+            },
+            "data": {"release": b64(&record)},
+        }));
+        let pem = STANDARD.encode(noise_bytes_for(&format!("{ns}/tls{k}"), 1200));
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "kubernetes.io/tls",
+            "metadata": {"name": format!("{release}-tls"), "namespace": ns},
+            "data": {
+                "tls.crt": b64(&format!("-----BEGIN CERTIFICATE-----\n{pem}\n-----END CERTIFICATE-----\n")),
+                "tls.key": b64(&format!("-----BEGIN PRIVATE KEY-----\n{}\n-----END PRIVATE KEY-----\n", &pem[..1200])),
+            },
+        }));
+        docs.push(json!({
+            "apiVersion": "v1",
+            "kind": "Secret",
+            "type": "Opaque",
+            "metadata": {"name": format!("{release}-env"), "namespace": ns, "labels": {"app": release}},
+            "data": {"DATABASE_URL": b64(&format!("postgres://{release}:{}@db:5432/{release}", suffix(ns, &release)))},
+        }));
+        for role in ["view", "edit"] {
+            docs.push(json!({
+                "apiVersion": "rbac.authorization.k8s.io/v1",
+                "kind": "RoleBinding",
+                "metadata": {"name": format!("{release}-{role}"), "namespace": ns},
+                "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+                "subjects": [{"kind": "ServiceAccount", "name": release, "namespace": ns}],
+            }));
+        }
+    }
     docs
 }
 
