@@ -35,6 +35,10 @@ fuzz SECONDS="600":
 lint-ci:
     scripts/lint-ci-examples.sh
 
+# Fault-injection run: 200 seeded fault schedules through the fault proxy (SEEDS to change; PULLWARDEN_CHAOS_SEED=S replays one), plus restarts mid-apply.
+chaos SEEDS="200":
+    PULLWARDEN_CHAOS_SEEDS={{SEEDS}} PULLWARDEN_CONTROLPLANE_BIN="$(scripts/build-controlplane.sh)" cargo test --test chaos_cluster -- --nocapture --test-threads 1
+
 # Benchmark against kubectl on a real control plane (PULLWARDEN_BENCH_SIZES="200 2000", see BENCHMARKS.md).
 bench:
     scripts/bench.sh

@@ -14,6 +14,8 @@
 //!
 //! `PULLWARDEN_CHAOS_SEEDS=N` runs seeds 1..=N (default [`CI_SEEDS`]; `just
 //! chaos` runs 200); `PULLWARDEN_CHAOS_SEED=S` replays seed S alone.
+// Each seed's outcome and faults are this test's report (with --nocapture).
+#![allow(clippy::print_stderr)]
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fmt::Write as _;
@@ -38,7 +40,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
 mod common;
 
 /// Seeds run by `just test`; `just chaos` runs [`FULL_SEEDS`].
-const CI_SEEDS: u64 = 12;
+const CI_SEEDS: u64 = 20;
 /// The full count (documentation; `just chaos` passes it).
 #[allow(dead_code)]
 const FULL_SEEDS: u64 = 200;
@@ -52,6 +54,10 @@ const NAMESPACES: usize = 20;
 /// second page (500 per page) and a `continue` token.
 const FILLER_SECRETS: usize = 24;
 const CI_USER: &str = "system:serviceaccount:pullwarden-system:pullwarden-ci";
+
+/// The tests here each start a control plane of their own; one at a time
+/// keeps a 2-core CI machine from timing them out.
+static ONE_AT_A_TIME: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// One pullwarden (or kubectl) run.
 struct Run {
@@ -268,7 +274,7 @@ fn token_kubeconfig_for(env: &TestEnv, token: &str, server: &str, path: &Path) {
     std::fs::write(path, config.to_string()).expect("write");
 }
 
-async fn ok(run: Result<Run, String>, what: &str) -> Result<Run, String> {
+fn ok(run: Result<Run, String>, what: &str) -> Result<Run, String> {
     let run = run?;
     if run.code == Some(0) {
         Ok(run)
@@ -436,14 +442,12 @@ impl World {
             self.pullwarden(false, false, &["apply", "--auto-approve"], None)
                 .await,
             "reset apply",
-        )
-        .await?;
+        )?;
         ok(
             self.pullwarden(false, false, &["plan", "--detailed-exitcode"], None)
                 .await,
             "reset plan must be empty",
-        )
-        .await?;
+        )?;
         Ok(())
     }
 
@@ -709,8 +713,7 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
             .pullwarden(true, false, &["plan", "--format", "json"], None)
             .await,
         "fault-free plan",
-    )
-    .await?;
+    )?;
     let plan_json: Value =
         serde_json::from_str(&plan.stdout).map_err(|e| format!("plan JSON: {e}"))?;
     let allowed = allowed_writes(&plan_json);
@@ -720,7 +723,10 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
 
     // `plan` under read faults: the same plan, or exit 1.
     let schedule = Schedule::from_seed(seed, REQUEST_TIMEOUT);
-    world.proxy.set_schedule(schedule.clone().reads_only());
+    // Its own stream of draws, so that the apply below meets other read faults.
+    let mut read_schedule = schedule.clone().reads_only();
+    read_schedule.seed = seed.rotate_left(32) ^ 0x5EED;
+    world.proxy.set_schedule(read_schedule);
     let timeout = format!("{}s", REQUEST_TIMEOUT.as_secs());
     let faulted_plan = world
         .pullwarden(
@@ -807,7 +813,6 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
             .await,
         "fault-free rerun",
     )
-    .await
     .map_err(|e| format!("{e}\nafter: {}", context()))?;
     let wrong = unplanned(&world.writes_since(offset).await?, &allowed);
     if !wrong.is_empty() {
@@ -822,7 +827,6 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
             .await,
         "the plan after the rerun must be empty",
     )
-    .await
     .map_err(|e| format!("{e}\nafter: {}", context()))?;
 
     // No foreign entry lost; unmanaged objects untouched.
@@ -863,8 +867,33 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
     }
     let mut reasons: BTreeMap<String, usize> = BTreeMap::new();
     for line in apply.stderr.lines().filter(|l| l.starts_with("FAILED")) {
-        let reason = line;
-        *reasons.entry(reason.to_owned()).or_default() += 1;
+        // "FAILED   update Secret ns/name: reason" -> "update Secret: reason"
+        let (what, reason) = line.split_once(": ").unwrap_or((line, ""));
+        let what: Vec<&str> = what
+            .split_whitespace()
+            .skip(1)
+            .take_while(|w| !w.contains('/'))
+            .collect();
+        *reasons
+            .entry(format!("{}: {reason}", what.join(" ")))
+            .or_default() += 1;
+    }
+    if faulted_plan.code == Some(1) {
+        let kinds: BTreeSet<String> = plan_faults
+            .iter()
+            .map(|f| format!("{:?}", f.kind))
+            .collect();
+        let said = faulted_plan
+            .stderr
+            .lines()
+            .find(|l| l.contains('×'))
+            .unwrap_or_default()
+            .trim();
+        reasons.insert(format!("plan exit 1 under {kinds:?}: {said}"), 1);
+    }
+    if apply.code == Some(1) && !apply.stderr.contains("FAILED") {
+        let kinds: BTreeSet<String> = injected.iter().map(|f| format!("{:?}", f.kind)).collect();
+        reasons.insert(format!("apply read failed under {kinds:?}"), 1);
     }
     Ok(format!(
         "seed {seed}: plan {:?} ({} faults), apply {:?} in {:.1?} ({} faults, {} writes, {} writer entries); failed changes: {reasons:?}",
@@ -909,6 +938,7 @@ fn seeds() -> Vec<u64> {
 /// 20 namespaces, ~100 planned changes, foreign entries and a concurrent writer.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_chaos_apply_under_seeded_faults_writes_only_the_plan() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let started = Instant::now();
     let world = World::new(NAMESPACES).await;
     let setup = started.elapsed();
@@ -943,6 +973,7 @@ async fn cluster_chaos_apply_under_seeded_faults_writes_only_the_plan() {
 /// wrote. Before the fix both changes failed with "HTTP 409 Conflict".
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_chaos_an_update_whose_response_was_lost_is_done() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let world = World::new(NAMESPACES).await;
     world.reset().await.expect("reset");
     let ns = &world.namespaces[3];
@@ -1020,6 +1051,7 @@ async fn cluster_chaos_an_update_whose_response_was_lost_is_done() {
 /// no foreign entry is lost.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cluster_chaos_etcd_and_apiserver_restart_mid_apply() {
+    let _serial = ONE_AT_A_TIME.lock().await;
     let mut world = World::new(NAMESPACES).await;
     for server in [Server::Etcd, Server::KubeApiserver] {
         world.reset().await.expect("reset");
