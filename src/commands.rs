@@ -1,7 +1,6 @@
 //! The commands that talk to a cluster: loading, resolving, reading the live
 //! state, planning, and printing. Exit codes are decided here.
 
-
 pub mod can_pull;
 pub mod check_registries;
 

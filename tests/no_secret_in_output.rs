@@ -203,7 +203,10 @@ fn no_canary_reaches_any_output_or_saved_plan() {
         ];
         let (code, text) = run(dir.path(), &args);
         assert_eq!(code, 0, "{args:?}: {text}");
-        assert!(text.contains("canary-pull") && text.contains("old-user"), "{text}");
+        assert!(
+            text.contains("canary-pull") && text.contains("old-user"),
+            "{text}"
+        );
         outputs.push((format!("{args:?}"), text));
     }
     // The plan shows the change without its values.

@@ -178,6 +178,31 @@ pub fn parse(text: &str, format: ConfigFormat) -> Result<Vec<Entry>, ConfigProbl
     Ok(out.into_values().collect())
 }
 
+/// Renders entries as `{"auths": {...}}` or the bare `.dockercfg` map, with
+/// `username`, `password`, `email` and `auth`, like `kubectl create secret docker-registry`.
+pub fn render(entries: &[Entry], format: crate::model::SecretFormat) -> SecretString {
+    let mut map = serde_json::Map::new();
+    for entry in entries {
+        let mut fields = serde_json::Map::new();
+        fields.insert("username".into(), entry.username.expose().into());
+        fields.insert("password".into(), entry.password.expose().into());
+        if let Some(email) = &entry.email {
+            fields.insert("email".into(), email.clone().into());
+        }
+        fields.insert("auth".into(), entry.auth().expose().into());
+        map.insert(entry.server.clone(), serde_json::Value::Object(fields));
+    }
+    let value = match format {
+        crate::model::SecretFormat::DockerConfigJson => {
+            let mut root = serde_json::Map::new();
+            root.insert("auths".into(), serde_json::Value::Object(map));
+            serde_json::Value::Object(root)
+        }
+        crate::model::SecretFormat::Dockercfg => serde_json::Value::Object(map),
+    };
+    SecretString::new(serde_json::to_string(&value).expect("JSON serializes"))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

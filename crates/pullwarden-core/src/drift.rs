@@ -548,6 +548,7 @@ mod tests {
             format_version: 1,
             workspace: "ws".into(),
             adopt: false,
+            schedule: crate::plan::schedule::schedule(&changes),
             changes,
             errors,
             warnings: Vec::new(),

@@ -115,6 +115,21 @@ impl SecretFormat {
             Self::Dockercfg => ".dockercfg",
         }
     }
+
+    /// The format of a Secret of type `secret_type`; `None` for other types.
+    pub fn of_type(secret_type: &str) -> Option<Self> {
+        [Self::DockerConfigJson, Self::Dockercfg]
+            .into_iter()
+            .find(|f| f.secret_type() == secret_type)
+    }
+
+    /// How the data value is laid out (`auths` wrapper or not).
+    pub fn config_format(self) -> crate::dockerconfig::ConfigFormat {
+        match self {
+            Self::DockerConfigJson => crate::dockerconfig::ConfigFormat::ConfigJson,
+            Self::Dockercfg => crate::dockerconfig::ConfigFormat::Dockercfg,
+        }
+    }
 }
 
 #[derive(Clone, Debug)]

@@ -441,7 +441,10 @@ mod tests {
             pull_removed: vec!["old".into()],
             ..LinkDiff::default()
         });
-        assert_eq!(change_title(&removed), "unlink ServiceAccount team-a/default");
+        assert_eq!(
+            change_title(&removed),
+            "unlink ServiceAccount team-a/default"
+        );
         let added = link_change(LinkDiff {
             mount_added: vec!["new".into()],
             ..LinkDiff::default()

@@ -177,9 +177,7 @@ pub fn stale_reasons(
             "the namespaces the globs match changed (new: {added:?}, gone: {removed:?})"
         ));
     }
-    let salt: Vec<u8> = (0..saved.salt.len() / 2)
-        .filter_map(|i| u8::from_str_radix(saved.salt.get(2 * i..2 * i + 2)?, 16).ok())
-        .collect();
+    let salt: Vec<u8> = crate::secret::unhex(&saved.salt).unwrap_or_default();
     let mut cache: BTreeMap<String, String> = BTreeMap::new();
     for (target, digest) in &saved.secret_digests {
         let Some((ns, name)) = target.split_once('/') else {

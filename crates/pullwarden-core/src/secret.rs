@@ -114,6 +114,16 @@ pub fn hex(bytes: &[u8]) -> String {
     })
 }
 
+/// The bytes of lowercase or uppercase hex text; `None` unless it is whole bytes of hex digits.
+pub fn unhex(text: &str) -> Option<Vec<u8>> {
+    if !text.len().is_multiple_of(2) {
+        return None;
+    }
+    (0..text.len() / 2)
+        .map(|i| u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok())
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -18,7 +18,7 @@ use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use pullwarden_core::dockerconfig::{self, ConfigFormat};
 use pullwarden_core::live::{DIGEST_VALUE_PREFIX, LiveState, Meta, SNAPSHOT_DIGEST_ANNOTATION};
-use pullwarden_core::secret::{DigestKey, SecretString, hex, slow_digest};
+use pullwarden_core::secret::{DigestKey, SecretString, slow_digest};
 use serde_json::{Value, json};
 
 use crate::convert::{DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE};
@@ -121,7 +121,7 @@ pub fn snapshot_json(live: &LiveState, salt: &[u8], iterations: u32, key: Digest
                 .get_or_insert_with(BTreeMap::new)
                 .insert(
                     SNAPSHOT_DIGEST_ANNOTATION.to_string(),
-                    format!("pbkdf2-sha256;{iterations};{}", hex(salt)),
+                    pullwarden_core::live::snapshot_digest::encode(salt, iterations),
                 );
         }
         let object = Secret {

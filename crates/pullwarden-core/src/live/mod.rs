@@ -4,6 +4,9 @@
 //! Only what planning needs is kept. Secret data is held as [`SecretString`]
 //! and only for secrets that can matter (docker-config types, or labelled).
 
+pub mod links;
+pub mod snapshot_digest;
+
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::secret::SecretString;
