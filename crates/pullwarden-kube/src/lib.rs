@@ -24,6 +24,7 @@ mod cluster;
 pub mod convert;
 mod files;
 pub mod inspect;
+pub mod rbac;
 pub mod retry;
 pub mod snapshot;
 
