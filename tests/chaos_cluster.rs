@@ -50,8 +50,8 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(2);
 const RUN_LIMIT: Duration = Duration::from_secs(150);
 const WORKSPACE: &str = "chaos";
 const NAMESPACES: usize = 20;
-/// Unmanaged Opaque Secrets per namespace, so the Secret LIST needs a
-/// second page (500 per page) and a `continue` token.
+/// Unmanaged docker-config Secrets per namespace (linked to nothing), so the
+/// LIST of that type needs a second page (500 per page) and a `continue` token.
 const FILLER_SECRETS: usize = 24;
 const CI_USER: &str = "system:serviceaccount:pullwarden-system:pullwarden-ci";
 
@@ -302,8 +302,13 @@ impl World {
             let mut fillers = Vec::new();
             for i in 0..FILLER_SECRETS {
                 let mut secret = Secret {
-                    type_: Some("Opaque".into()),
-                    string_data: Some(BTreeMap::from([("k".into(), format!("v{i}"))])),
+                    type_: Some("kubernetes.io/dockerconfigjson".into()),
+                    string_data: Some(BTreeMap::from([(
+                        ".dockerconfigjson".into(),
+                        format!(
+                            "{{\"auths\":{{\"filler-{i}.example.com\":{{\"auth\":\"eDp5\"}}}}}}"
+                        ),
+                    )])),
                     ..Secret::default()
                 };
                 secret.metadata.name = Some(format!("filler-{i:02}"));
@@ -1133,4 +1138,44 @@ async fn cluster_chaos_etcd_and_apiserver_restart_mid_apply() {
             }
         }
     }
+}
+
+/// #15: a LIST whose `continue` token expired (410 on the second page) is
+/// restarted from the first page, and the plan is the fault-free one. The
+/// world has more than 500 docker-config Secrets, so that LIST has pages.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_chaos_plan_restarts_a_list_whose_continue_token_expired() {
+    let _serial = ONE_AT_A_TIME.lock().await;
+    let world = World::new(NAMESPACES).await;
+    world.reset().await.expect("reset");
+    let fault_free = world
+        .pullwarden(true, false, &["plan", "--format", "json"], None)
+        .await
+        .expect("plan");
+    assert_eq!(fault_free.code, Some(0), "{fault_free}");
+    world.proxy.set_schedule(Schedule::targeted(
+        vec![Rule {
+            method: "GET".into(),
+            path_suffix: "/api/v1/secrets".into(),
+            attempt: 0,
+            kind: FaultKind::ExpireContinue,
+        }],
+        REQUEST_TIMEOUT,
+    ));
+    let plan = world
+        .pullwarden(true, true, &["plan", "--format", "json"], None)
+        .await
+        .expect("plan");
+    let injected = world.proxy.injected();
+    assert!(
+        injected
+            .iter()
+            .any(|i| i.kind == FaultKind::ExpireContinue && i.key.ends_with("(continue)")),
+        "no continuation was expired (too few Secrets for a second page?): {injected:?}"
+    );
+    assert_eq!(plan.code, Some(0), "{plan}");
+    assert_eq!(
+        plan.stdout, fault_free.stdout,
+        "the same plan after the restart"
+    );
 }

@@ -103,7 +103,8 @@ pub struct Schedule {
 }
 
 /// One targeted fault: the `attempt`-th (from 0) `method` request whose path
-/// ends with `path_suffix` gets `kind`.
+/// ends with `path_suffix` gets `kind` (`ExpireContinue`: only a request
+/// carrying a `continue` token; attempts of those are counted apart).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Rule {
     pub method: String,
@@ -180,7 +181,10 @@ impl Schedule {
     ) -> Option<Fault> {
         let path = key.split(['?', ' ']).nth(1).unwrap_or_default();
         if let Some(rule) = self.rules.iter().find(|r| {
-            r.method == method.as_str() && r.attempt == attempt && path.ends_with(&r.path_suffix)
+            r.method == method.as_str()
+                && r.attempt == attempt
+                && path.ends_with(&r.path_suffix)
+                && (r.kind != FaultKind::ExpireContinue || has_continue)
         }) {
             return Some(self.timed(rule.kind, false));
         }
