@@ -299,7 +299,13 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
     }
     if let Some(file) = &args.out {
         let salt = random_bytes::<16>();
-        let saved = saved::save(plan, &planned.desired, &salt, &planned.key);
+        let saved = saved::save(
+            plan,
+            &planned.desired,
+            live.cluster.as_ref(),
+            &salt,
+            &planned.key,
+        );
         let text = serde_json::to_string_pretty(&saved).expect("a saved plan serializes") + "\n";
         if let Err(e) = write_atomically(file, &text) {
             out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
@@ -381,27 +387,20 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     )?;
     let (plan, desired) = if let Some(saved) = saved {
         let fresh = make_plan(&ws, &registries, &live, saved.plan.adopt);
-        let reasons = saved::stale_reasons(&saved, &ws.name, &live, &fresh.desired);
-        if !reasons.is_empty() {
-            for reason in &reasons {
-                out.status(&format!("stale: {reason}"));
+        if let Err(refusal) = saved::accept(&saved, &ws.name, &live, &fresh.plan, &fresh.desired) {
+            if let saved::Refusal::Stale(reasons) = &refusal {
+                for reason in reasons {
+                    out.status(&format!("stale: {reason}"));
+                }
             }
             out.status(&format!(
-                "pullwarden: refusing the saved plan: {} thing{} changed since it was made; nothing was written. Plan again.",
-                reasons.len(),
-                if reasons.len() == 1 { "" } else { "s" }
+                "pullwarden: refusing the saved plan: {refusal}; nothing was written. Plan again."
             ));
             return Err(Failed);
         }
-        // The file is data from disk: it is executed only if it is exactly the
-        // plan the workspace gives now (a hand-edited plan cannot widen what apply does).
-        if fresh.plan.changes != saved.plan.changes || fresh.plan.errors != saved.plan.errors {
-            out.status(
-                "pullwarden: refusing the saved plan: it is not the plan this workspace gives for the cluster as it is (was it edited, or the workspace changed?); nothing was written. Plan again.",
-            );
-            return Err(Failed);
-        }
-        (saved.plan, fresh.desired)
+        // Accepted: the saved changes are exactly the fresh ones, so the fresh
+        // plan (with its schedule) is what runs.
+        (fresh.plan, fresh.desired)
     } else {
         let planned = make_plan(&ws, &registries, &live, args.adopt);
         (planned.plan, planned.desired)
@@ -505,13 +504,8 @@ fn read_saved_plan(file: &Path, out: &Output) -> Result<saved::SavedPlan, Failed
         ));
         Failed
     })?;
-    if saved.kind != saved::SAVED_PLAN_KIND
-        || saved.plan.format_version != plan::PLAN_FORMAT_VERSION
-    {
-        out.status(&format!(
-            "pullwarden: {} is not a saved plan of this version of pullwarden",
-            file.display()
-        ));
+    if let Err(refusal) = saved::check_kind(&saved) {
+        out.status(&format!("pullwarden: {}: {refusal}", file.display()));
         return Err(Failed);
     }
     Ok(saved)

@@ -216,3 +216,64 @@ async fn cluster_a_terminating_namespace_is_left_alone_and_said_so() {
         "nothing was deleted"
     );
 }
+
+/// #9: a saved plan records the cluster it was made for (the UID of its
+/// `kube-system` namespace) and another cluster refuses it, writing nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_saved_plan_is_refused_by_another_cluster() {
+    let env = TestEnv::shared().await;
+    let ns = unique_name("pw-othercluster");
+    let name = unique_name("pw-othercluster-ws");
+    env.create_project(&ns).await.expect("project");
+    let dir = tempfile::tempdir().expect("tempdir");
+    workspace(dir.path(), &name, &ns);
+    let ws = path_str(dir.path()).to_owned();
+    let saved_path = dir.path().join("plan.json");
+    let saved = path_str(&saved_path).to_owned();
+    let planned = common::pullwarden_admin(env, &["plan", &ws, "--out", &saved], &[]).await;
+    assert_eq!(planned.code, Some(0), "{planned}");
+    let mut file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved_path).expect("read")).expect("JSON");
+    let uid = file["cluster"]["kube_system_uid"]
+        .as_str()
+        .expect("the saved plan names its cluster")
+        .to_owned();
+    let kube_system = Api::<Namespace>::all(env.admin())
+        .get("kube-system")
+        .await
+        .expect("kube-system");
+    assert_eq!(Some(uid.as_str()), kube_system.metadata.uid.as_deref());
+
+    file["cluster"]["kube_system_uid"] = serde_json::json!("another-cluster");
+    std::fs::write(&saved_path, file.to_string()).expect("write");
+    let refused = common::pullwarden_admin(
+        env,
+        &["apply", &ws, "--plan", &saved, "--auto-approve"],
+        &[],
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(
+        refused.stderr.contains("it was made for another cluster"),
+        "{refused}"
+    );
+    assert!(
+        Api::<Secret>::namespaced(env.admin(), &ns)
+            .get_opt("team-pull")
+            .await
+            .expect("get")
+            .is_none(),
+        "nothing was written"
+    );
+
+    // The file as saved applies.
+    file["cluster"]["kube_system_uid"] = serde_json::json!(uid);
+    std::fs::write(&saved_path, file.to_string()).expect("write");
+    let applied = common::pullwarden_admin(
+        env,
+        &["apply", &ws, "--plan", &saved, "--auto-approve"],
+        &[],
+    )
+    .await;
+    assert_eq!(applied.code, Some(0), "{applied}");
+}

@@ -609,6 +609,7 @@ mod tests {
         let live = LiveState {
             namespaces: BTreeSet::from(["a".to_string()]),
             terminating: BTreeSet::new(),
+            cluster: None,
             secrets: vec![LiveSecret {
                 meta: secret_meta,
                 from_snapshot_file: false,

@@ -25,13 +25,117 @@ pub struct SavedPlan {
     pub iterations: u32,
     /// `namespace/name` -> digest of the Secret data apply will write.
     pub secret_digests: BTreeMap<String, String>,
+    /// The cluster the plan was made for, when known (not for a plan made
+    /// from a snapshot, nor by credentials that cannot list namespaces).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cluster: Option<crate::live::ClusterId>,
+}
+
+/// Why `apply --plan` refuses a saved plan, writing nothing.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Refusal {
+    /// The file is not a saved plan of this version of pullwarden.
+    NotThisVersion,
+    /// The plan was made for another cluster (`kube-system` UIDs differ).
+    OtherCluster { planned: String, now: String },
+    /// The plan names a cluster, and this one cannot be told (its
+    /// namespaces cannot be listed).
+    UnknownCluster,
+    /// Something the plan assumed moved; one line per thing.
+    Stale(Vec<String>),
+    /// The file is not the plan this workspace gives now (edited, or the
+    /// workspace changed).
+    NotTheSamePlan,
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refusal::NotThisVersion => {
+                f.write_str("it is not a saved plan of this version of pullwarden")
+            }
+            Refusal::OtherCluster { planned, now } => write!(
+                f,
+                "it was made for another cluster (kube-system UID {planned}, this one is {now})"
+            ),
+            Refusal::UnknownCluster => f.write_str(
+                "it was made for one cluster, and these credentials cannot tell which cluster this is (they cannot list namespaces)",
+            ),
+            Refusal::Stale(reasons) => write!(
+                f,
+                "{} thing{} changed since it was made: {}",
+                reasons.len(),
+                if reasons.len() == 1 { "" } else { "s" },
+                reasons.join("; ")
+            ),
+            Refusal::NotTheSamePlan => f.write_str(
+                "it is not the plan this workspace gives for the cluster as it is (was it edited, or the workspace changed?)",
+            ),
+        }
+    }
+}
+
+/// Whether a file read from disk is a saved plan this version can apply at all.
+pub fn check_kind(saved: &SavedPlan) -> Result<(), Refusal> {
+    if saved.kind == SAVED_PLAN_KIND
+        && saved.plan.format_version == crate::plan::PLAN_FORMAT_VERSION
+    {
+        Ok(())
+    } else {
+        Err(Refusal::NotThisVersion)
+    }
+}
+
+/// The policy of `apply --plan`: the saved plan is executed only on the
+/// cluster it was made for, only if nothing it assumed moved
+/// ([`stale_reasons`]), and only if it is exactly the plan the workspace
+/// gives now (`fresh`, planned from the same live state), so a hand-edited
+/// file cannot widen what apply does.
+pub fn accept(
+    saved: &SavedPlan,
+    workspace: &str,
+    live: &crate::live::LiveState,
+    fresh: &Plan,
+    fresh_desired: &Desired,
+) -> Result<(), Refusal> {
+    check_kind(saved)?;
+    if let Some(planned) = &saved.cluster {
+        match &live.cluster {
+            Some(now) if now != planned => {
+                return Err(Refusal::OtherCluster {
+                    planned: planned.kube_system_uid.clone(),
+                    now: now.kube_system_uid.clone(),
+                });
+            }
+            Some(_) => {}
+            None => return Err(Refusal::UnknownCluster),
+        }
+    }
+    let reasons = stale_reasons(saved, workspace, live, fresh_desired);
+    if !reasons.is_empty() {
+        return Err(Refusal::Stale(reasons));
+    }
+    if fresh.changes != saved.plan.changes || fresh.errors != saved.plan.errors {
+        return Err(Refusal::NotTheSamePlan);
+    }
+    Ok(())
 }
 
 pub const SAVED_PLAN_KIND: &str = "pullwarden saved plan";
 
-/// Builds the saved form of a plan. Each distinct content is digested once.
-pub fn save(plan: &Plan, desired: &Desired, salt: &[u8], key: &DigestKey) -> SavedPlan {
-    save_with_iterations(plan, desired, salt, key, SLOW_DIGEST_ITERATIONS)
+/// Builds the saved form of a plan made for `cluster`. Each distinct content
+/// is digested once.
+pub fn save(
+    plan: &Plan,
+    desired: &Desired,
+    cluster: Option<&crate::live::ClusterId>,
+    salt: &[u8],
+    key: &DigestKey,
+) -> SavedPlan {
+    SavedPlan {
+        cluster: cluster.cloned(),
+        ..save_with_iterations(plan, desired, salt, key, SLOW_DIGEST_ITERATIONS)
+    }
 }
 
 pub fn save_with_iterations(
@@ -67,6 +171,7 @@ pub fn save_with_iterations(
         salt: crate::secret::hex(salt),
         iterations,
         secret_digests,
+        cluster: None,
     }
 }
 
@@ -201,4 +306,123 @@ pub fn stale_reasons(
         }
     }
     reasons
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::live::{ClusterId, LiveState};
+    use crate::plan::{Change, ObjectKind, PLAN_FORMAT_VERSION, Plan, Schedule};
+
+    fn plan(changes: Vec<Change>) -> Plan {
+        Plan {
+            format_version: PLAN_FORMAT_VERSION,
+            workspace: "ws".into(),
+            adopt: false,
+            changes,
+            errors: Vec::new(),
+            warnings: Vec::new(),
+            matched_namespaces: std::collections::BTreeSet::new(),
+            schedule: Schedule::default(),
+        }
+    }
+
+    fn cluster(uid: &str) -> Option<ClusterId> {
+        Some(ClusterId {
+            kube_system_uid: uid.into(),
+        })
+    }
+
+    fn saved(for_cluster: Option<ClusterId>) -> SavedPlan {
+        SavedPlan {
+            cluster: for_cluster,
+            ..save_with_iterations(
+                &plan(Vec::new()),
+                &Desired::default(),
+                b"salt",
+                &DigestKey::from_bytes([1; 32]),
+                1,
+            )
+        }
+    }
+
+    #[test]
+    fn a_saved_plan_is_refused_by_another_cluster_or_an_unknown_one() {
+        let fresh = plan(Vec::new());
+        let live = |uid: Option<&str>| LiveState {
+            cluster: uid.and_then(cluster),
+            ..LiveState::default()
+        };
+        let made_for_a = saved(cluster("a"));
+        assert_eq!(
+            accept(
+                &made_for_a,
+                "ws",
+                &live(Some("a")),
+                &fresh,
+                &Desired::default()
+            ),
+            Ok(())
+        );
+        assert_eq!(
+            accept(
+                &made_for_a,
+                "ws",
+                &live(Some("b")),
+                &fresh,
+                &Desired::default()
+            ),
+            Err(Refusal::OtherCluster {
+                planned: "a".into(),
+                now: "b".into()
+            })
+        );
+        assert_eq!(
+            accept(&made_for_a, "ws", &live(None), &fresh, &Desired::default()),
+            Err(Refusal::UnknownCluster)
+        );
+        // A plan made from a snapshot names no cluster: the per-object
+        // UID and resourceVersion checks still guard it.
+        assert_eq!(
+            accept(
+                &saved(None),
+                "ws",
+                &live(Some("b")),
+                &fresh,
+                &Desired::default()
+            ),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn an_edited_or_foreign_file_is_refused() {
+        let mut other_kind = saved(None);
+        other_kind.kind = "something else".into();
+        assert_eq!(check_kind(&other_kind), Err(Refusal::NotThisVersion));
+        let mut edited = saved(None);
+        edited.plan.changes.push(Change {
+            namespace: "a".into(),
+            kind: ObjectKind::ServiceAccount,
+            name: "x".into(),
+            action: crate::plan::Action::Create,
+            source: None,
+            assumed: None,
+            detail: crate::plan::Detail::ServiceAccount,
+        });
+        let refusal = accept(
+            &edited,
+            "ws",
+            &LiveState::default(),
+            &plan(Vec::new()),
+            &Desired::default(),
+        );
+        assert_eq!(refusal, Err(Refusal::NotTheSamePlan));
+        assert!(
+            refusal
+                .unwrap_err()
+                .to_string()
+                .contains("not the plan this workspace gives")
+        );
+    }
 }

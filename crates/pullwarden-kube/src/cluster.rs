@@ -627,11 +627,16 @@ pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveSta
         role_bindings,
         ..LiveState::default()
     };
-    for (name, terminating) in namespaces {
-        if terminating {
-            live.terminating.insert(name);
+    for namespace in namespaces {
+        if namespace.name == "kube-system" && !namespace.uid.is_empty() {
+            live.cluster = Some(pullwarden_core::live::ClusterId {
+                kube_system_uid: namespace.uid.clone(),
+            });
+        }
+        if namespace.terminating {
+            live.terminating.insert(namespace.name);
         } else {
-            live.namespaces.insert(name);
+            live.namespaces.insert(namespace.name);
         }
     }
     sort_live_state(&mut live);

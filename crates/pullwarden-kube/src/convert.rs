@@ -49,9 +49,22 @@ pub fn live_namespace_phase(namespace: Namespace) -> Option<(String, bool)> {
 /// deleted. A namespace's `deletionTimestamp` is set in the same update that
 /// sets its phase to `Terminating`, so it is the same signal without the
 /// `status` a metadata-only list leaves out (`None` when nameless).
-pub fn live_namespace_meta(namespace: PartialObjectMeta<Namespace>) -> Option<(String, bool)> {
+pub fn live_namespace_meta(namespace: PartialObjectMeta<Namespace>) -> Option<NamespaceMeta> {
     let terminating = namespace.metadata.deletion_timestamp.is_some();
-    namespace.metadata.name.map(|name| (name, terminating))
+    let uid = namespace.metadata.uid.unwrap_or_default();
+    namespace.metadata.name.map(|name| NamespaceMeta {
+        name,
+        terminating,
+        uid,
+    })
+}
+
+/// What the planner uses of a namespace (its metadata only).
+pub struct NamespaceMeta {
+    pub name: String,
+    /// Being deleted (`deletionTimestamp` set).
+    pub terminating: bool,
+    pub uid: String,
 }
 
 /// The metadata planning uses.

@@ -44,9 +44,20 @@ pub struct LiveState {
     /// Namespaces being deleted (phase `Terminating`): nothing can be created
     /// in them and everything in them is going away, so nothing is planned there.
     pub terminating: BTreeSet<String>,
+    /// The cluster this was read from, when known (not for a snapshot, nor
+    /// for credentials that cannot list namespaces).
+    pub cluster: Option<ClusterId>,
     pub secrets: Vec<LiveSecret>,
     pub service_accounts: Vec<LiveServiceAccount>,
     pub role_bindings: Vec<LiveRoleBinding>,
+}
+
+/// Which cluster: the UID of its `kube-system` namespace. It stays the same
+/// behind another server URL or load balancer and differs between clusters,
+/// so a saved plan made for one cluster is refused by another.
+#[derive(Clone, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct ClusterId {
+    pub kube_system_uid: String,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
