@@ -59,16 +59,17 @@ pub struct Rule {
 }
 
 /// Whether a rule allows pulling `stream`: verb `get` on `imagestreams/layers`
-/// in `image.openshift.io` or `""` (wildcards as RBAC has them: `*` for
-/// verbs, groups and resources, `*/layers`; an empty `resourceNames` allows
-/// every name).
+/// in `image.openshift.io` (wildcards as RBAC has them: `*` for verbs, groups
+/// and resources, `*/layers`; an empty `resourceNames` allows every name).
+/// The legacy `""` group that OpenShift's roles also list grants no pull: the
+/// registry asks about `image.openshift.io`.
 pub fn rule_allows_pull(rule: &Rule, stream: &str) -> bool {
     let any = |list: &[String], wanted: &[&str]| {
         list.iter()
             .any(|v| v == "*" || wanted.contains(&v.as_str()))
     };
     any(&rule.verbs, &["get"])
-        && any(&rule.api_groups, &["image.openshift.io", ""])
+        && any(&rule.api_groups, &["image.openshift.io"])
         && any(&rule.resources, &["imagestreams/layers", "*/layers"])
         && (rule.resource_names.is_empty() || rule.resource_names.iter().any(|n| n == stream))
 }
@@ -146,8 +147,16 @@ mod tests {
         assert!(!rule_allows_pull(&list_only, "app"));
         let streams = Rule {
             resources: strings(&["imagestreams"]),
-            ..puller
+            ..puller.clone()
         };
         assert!(!rule_allows_pull(&streams, "app"));
+        let legacy_only = Rule {
+            api_groups: strings(&[""]),
+            ..puller
+        };
+        assert!(
+            !rule_allows_pull(&legacy_only, "app"),
+            "the core group alone grants no pull"
+        );
     }
 }
