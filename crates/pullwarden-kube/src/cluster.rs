@@ -11,6 +11,7 @@ use kube::config::{KubeConfigOptions, Kubeconfig, KubeconfigError};
 use kube::{Client, Config};
 use pullwarden_core::live::{LiveRoleBinding, LiveSecret, LiveServiceAccount, LiveState};
 
+use crate::convert::listed::{ListedRoleBinding, ListedSecret, ListedServiceAccount};
 use crate::convert::{
     DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE, live_namespace_meta, live_role_binding, live_secret,
     live_service_account, sort_live_state,
@@ -538,26 +539,24 @@ pub async fn read_live_in_namespaces(
         futures::stream::iter(namespaces.iter().cloned())
             .map(|ns| async move {
                 let scope = format!("namespace {ns}");
-                let service_accounts: Api<ServiceAccount> = Api::namespaced(client.clone(), &ns);
-                let role_bindings: Api<RoleBinding> = Api::namespaced(client.clone(), &ns);
-                let (service_accounts, role_bindings) = (&service_accounts, &role_bindings);
+                let ns = Some(ns.as_str());
                 tokio::try_join!(
-                    list_secrets(Api::namespaced(client.clone(), &ns), options, &scope),
+                    list_secrets(client, ns, options, &scope),
                     list_pages(
-                        |p| async move { service_accounts.list(&p).await },
+                        |p| list_as::<ServiceAccount, ListedServiceAccount>(client, ns, p),
                         ListParams::default(),
                         options,
                         "serviceaccounts",
                         &scope,
-                        |sa| Some(live_service_account(sa))
+                        |sa| Some(live_service_account(sa.into()))
                     ),
                     list_pages(
-                        |p| async move { role_bindings.list(&p).await },
+                        |p| list_as::<RoleBinding, ListedRoleBinding>(client, ns, p),
                         ListParams::default(),
                         options,
                         "rolebindings",
                         &scope,
-                        |rb| Some(live_role_binding(rb))
+                        |rb| Some(live_role_binding(rb.into()))
                     ),
                 )
             })
@@ -590,10 +589,7 @@ pub async fn read_live_in_namespaces(
 pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveState, ClusterError> {
     let scope = "cluster scope";
     let namespaces: Api<Namespace> = Api::all(client.clone());
-    let service_accounts: Api<ServiceAccount> = Api::all(client.clone());
-    let role_bindings: Api<RoleBinding> = Api::all(client.clone());
-    let (namespaces, service_accounts, role_bindings) =
-        (&namespaces, &service_accounts, &role_bindings);
+    let namespaces = &namespaces;
     let (namespaces, secrets, service_accounts, role_bindings) = tokio::try_join!(
         list_pages(
             |p| async move { namespaces.list_metadata(&p).await },
@@ -603,22 +599,22 @@ pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveSta
             scope,
             live_namespace_meta,
         ),
-        list_secrets(Api::all(client.clone()), options, scope),
+        list_secrets(client, None, options, scope),
         list_pages(
-            |p| async move { service_accounts.list(&p).await },
+            |p| list_as::<ServiceAccount, ListedServiceAccount>(client, None, p),
             ListParams::default(),
             options,
             "serviceaccounts",
             scope,
-            |sa| Some(live_service_account(sa)),
+            |sa| Some(live_service_account(sa.into())),
         ),
         list_pages(
-            |p| async move { role_bindings.list(&p).await },
+            |p| list_as::<RoleBinding, ListedRoleBinding>(client, None, p),
             ListParams::default(),
             options,
             "rolebindings",
             scope,
-            |rb| Some(live_role_binding(rb)),
+            |rb| Some(live_role_binding(rb.into())),
         ),
     )?;
     let mut live = LiveState {
@@ -643,22 +639,41 @@ pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveSta
     Ok(live)
 }
 
-/// The Secrets in `api`'s scope that `options.secrets` selects: one LIST, or
-/// one per docker-config type, concurrently.
+/// A LIST of `K`'s resource in `namespace` (cluster-wide when `None`),
+/// answered as `T`: a [`crate::convert::listed`] type that deserializes only
+/// what planning uses.
+async fn list_as<K, T>(
+    client: &Client,
+    namespace: Option<&str>,
+    params: ListParams,
+) -> Result<ObjectList<T>, kube::Error>
+where
+    K: kube::Resource<DynamicType = ()>,
+    T: Clone + serde::de::DeserializeOwned,
+{
+    let request = kube::core::Request::new(K::url_path(&(), namespace))
+        .list(&params)
+        .map_err(kube::Error::BuildRequest)?;
+    client.request::<ObjectList<T>>(request).await
+}
+
+/// The Secrets in `namespace` (cluster-wide when `None`) that
+/// `options.secrets` selects: one LIST, or one per docker-config type,
+/// concurrently.
 async fn list_secrets(
-    api: Api<Secret>,
+    client: &Client,
+    namespace: Option<&str>,
     options: &ReadOptions,
     scope: &str,
 ) -> Result<Vec<LiveSecret>, ClusterError> {
-    let api = &api;
     let list = |params: ListParams| {
         list_pages(
-            move |p| async move { api.list(&p).await },
+            move |p| list_as::<Secret, ListedSecret>(client, namespace, p),
             params,
             options,
             "secrets",
             scope,
-            |s| Some(live_secret(s)),
+            |s| Some(live_secret(s.into())),
         )
     };
     match options.secrets {
@@ -713,15 +728,14 @@ pub async fn lookup_secrets(
     let looked_up = missing.len();
     let found: Vec<Result<Vec<LiveSecret>, ClusterError>> = futures::stream::iter(missing)
         .map(|(ns, name)| async move {
-            let api: Api<Secret> = Api::namespaced(client.clone(), ns);
-            let api = &api;
+            let namespace = Some(ns.as_str());
             list_pages(
-                |p| async move { api.list(&p).await },
+                |p| list_as::<Secret, ListedSecret>(client, namespace, p),
                 ListParams::default().fields(&format!("metadata.name={name}")),
                 options,
                 "secrets",
                 &format!("namespace {ns}"),
-                |s| Some(live_secret(s)),
+                |s| Some(live_secret(s.into())),
             )
             .await
         })

@@ -179,6 +179,205 @@ pub fn live_role_binding(role_binding: RoleBinding) -> LiveRoleBinding {
     }
 }
 
+/// Objects as the cluster reader lists them: only the fields planning uses
+/// are deserialized (not, for instance, each `managedFields[].fieldsV1`, a
+/// JSON tree per object). Each converts into its k8s-openapi type with those
+/// fields moved over and the rest left empty, so the conversion functions
+/// above (shared with the snapshot loader) are the only ones.
+pub mod listed {
+    use std::collections::BTreeMap;
+
+    use k8s_openapi::ByteString;
+    use k8s_openapi::api::core::v1::{
+        LocalObjectReference, ObjectReference, Secret, ServiceAccount,
+    };
+    use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::{
+        ManagedFieldsEntry, ObjectMeta, OwnerReference, Time,
+    };
+    use serde::Deserialize;
+
+    /// The metadata [`super::live_meta`] reads.
+    #[derive(Clone, Default, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct Meta {
+        name: Option<String>,
+        namespace: Option<String>,
+        uid: Option<String>,
+        resource_version: Option<String>,
+        labels: Option<BTreeMap<String, String>>,
+        annotations: Option<BTreeMap<String, String>>,
+        owner_references: Option<Vec<Owner>>,
+        managed_fields: Option<Vec<ManagedEntry>>,
+    }
+
+    #[derive(Clone, Deserialize)]
+    pub struct Owner {
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        name: String,
+        #[serde(default)]
+        uid: String,
+    }
+
+    #[derive(Clone, Deserialize)]
+    pub struct ManagedEntry {
+        manager: Option<String>,
+        operation: Option<String>,
+        time: Option<Time>,
+    }
+
+    impl From<Meta> for ObjectMeta {
+        fn from(meta: Meta) -> Self {
+            ObjectMeta {
+                name: meta.name,
+                namespace: meta.namespace,
+                uid: meta.uid,
+                resource_version: meta.resource_version,
+                labels: meta.labels,
+                annotations: meta.annotations,
+                owner_references: meta.owner_references.map(|owners| {
+                    owners
+                        .into_iter()
+                        .map(|o| OwnerReference {
+                            kind: o.kind,
+                            name: o.name,
+                            uid: o.uid,
+                            ..OwnerReference::default()
+                        })
+                        .collect()
+                }),
+                managed_fields: meta.managed_fields.map(|managers| {
+                    managers
+                        .into_iter()
+                        .map(|m| ManagedFieldsEntry {
+                            manager: m.manager,
+                            operation: m.operation,
+                            time: m.time,
+                            ..ManagedFieldsEntry::default()
+                        })
+                        .collect()
+                }),
+                ..ObjectMeta::default()
+            }
+        }
+    }
+
+    /// A listed Secret (its data is a credential: no `Debug`).
+    #[derive(Clone, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ListedSecret {
+        #[serde(default)]
+        metadata: Meta,
+        #[serde(rename = "type")]
+        type_: Option<String>,
+        data: Option<BTreeMap<String, ByteString>>,
+        string_data: Option<BTreeMap<String, String>>,
+        immutable: Option<bool>,
+    }
+
+    impl From<ListedSecret> for Secret {
+        fn from(s: ListedSecret) -> Self {
+            Secret {
+                metadata: s.metadata.into(),
+                type_: s.type_,
+                data: s.data,
+                string_data: s.string_data,
+                immutable: s.immutable,
+            }
+        }
+    }
+
+    #[derive(Clone, Deserialize)]
+    pub struct Name {
+        name: Option<String>,
+    }
+
+    #[derive(Clone, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ListedServiceAccount {
+        #[serde(default)]
+        metadata: Meta,
+        image_pull_secrets: Option<Vec<Name>>,
+        secrets: Option<Vec<Name>>,
+    }
+
+    impl From<ListedServiceAccount> for ServiceAccount {
+        fn from(sa: ListedServiceAccount) -> Self {
+            ServiceAccount {
+                metadata: sa.metadata.into(),
+                image_pull_secrets: sa.image_pull_secrets.map(|refs| {
+                    refs.into_iter()
+                        .map(|r| LocalObjectReference {
+                            name: r.name.unwrap_or_default(),
+                        })
+                        .collect()
+                }),
+                secrets: sa.secrets.map(|refs| {
+                    refs.into_iter()
+                        .map(|r| ObjectReference {
+                            name: r.name,
+                            ..ObjectReference::default()
+                        })
+                        .collect()
+                }),
+                automount_service_account_token: None,
+            }
+        }
+    }
+
+    #[derive(Clone, Deserialize)]
+    pub struct ListedRoleRef {
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        name: String,
+    }
+
+    #[derive(Clone, Deserialize)]
+    pub struct ListedSubject {
+        #[serde(default)]
+        kind: String,
+        #[serde(default)]
+        name: String,
+        namespace: Option<String>,
+    }
+
+    #[derive(Clone, Deserialize)]
+    #[serde(rename_all = "camelCase")]
+    pub struct ListedRoleBinding {
+        #[serde(default)]
+        metadata: Meta,
+        role_ref: ListedRoleRef,
+        subjects: Option<Vec<ListedSubject>>,
+    }
+
+    impl From<ListedRoleBinding> for RoleBinding {
+        fn from(rb: ListedRoleBinding) -> Self {
+            RoleBinding {
+                metadata: rb.metadata.into(),
+                role_ref: RoleRef {
+                    api_group: None,
+                    kind: rb.role_ref.kind,
+                    name: rb.role_ref.name,
+                },
+                subjects: rb.subjects.map(|subjects| {
+                    subjects
+                        .into_iter()
+                        .map(|s| Subject {
+                            api_group: None,
+                            kind: s.kind,
+                            name: s.name,
+                            namespace: s.namespace,
+                        })
+                        .collect()
+                }),
+            }
+        }
+    }
+}
+
 /// Sorts every list of a [`LiveState`] by namespace and name, so that two
 /// reads of the same cluster give equal states whatever order they came in.
 pub fn sort_live_state(live: &mut LiveState) {
@@ -238,6 +437,84 @@ mod tests {
             ])),
             ..Secret::default()
         }
+    }
+
+    /// The listed types give the planner exactly what the full k8s-openapi
+    /// objects give, from the same JSON (what a LIST answers).
+    #[test]
+    fn listed_objects_convert_like_full_ones() {
+        use serde_json::json;
+        let meta = json!({
+            "name": "n", "namespace": "ns", "uid": "u", "resourceVersion": "7",
+            "creationTimestamp": "2026-11-30T00:00:00Z", "generation": 3,
+            "labels": {MANAGED_BY_LABEL: MANAGED_BY_VALUE, "a": "b"},
+            "annotations": {LAST_APPLIED: "{}", OPENSHIFT_TOKEN_SECRET_VALUE: CANARY, "k": "v"},
+            "ownerReferences": [{"apiVersion": "v1", "kind": "Thing", "name": "o", "uid": "ou", "controller": true}],
+            "managedFields": [
+                {"manager": "kubectl", "operation": "Update", "apiVersion": "v1", "time": "2026-11-30T00:00:02Z",
+                 "fieldsType": "FieldsV1", "fieldsV1": {"f:data": {".": {}, "f:k": {}}}},
+                {"manager": "pullwarden", "operation": "Update", "time": "2026-11-30T00:00:01Z"},
+                {"manager": "x"}
+            ],
+        });
+        let b64 = |t: &str| {
+            use base64::Engine as _;
+            base64::engine::general_purpose::STANDARD.encode(t)
+        };
+        let secrets = [
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta.clone(),
+                   "type": DOCKERCFG_TYPE, "data": {".dockercfg": b64(CANARY), "bin": "//4A"},
+                   "stringData": {"s": "plain"}, "immutable": true}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": {"name": "bare"}}),
+            json!({"apiVersion": "v1", "kind": "Secret", "metadata": meta.clone(), "type": "Opaque",
+                   "data": {"k": b64(CANARY)}}),
+        ];
+        for value in secrets {
+            let full = live_secret(serde_json::from_value::<Secret>(value.clone()).unwrap());
+            let listed: Secret = serde_json::from_value::<listed::ListedSecret>(value)
+                .unwrap()
+                .into();
+            let listed = live_secret(listed);
+            assert_eq!(listed.meta, full.meta);
+            assert_eq!(
+                (&listed.type_, listed.immutable),
+                (&full.type_, full.immutable)
+            );
+            let data = |s: &LiveSecret| -> Vec<(String, String)> {
+                s.data
+                    .iter()
+                    .map(|(k, v)| (k.clone(), v.expose().to_owned()))
+                    .collect()
+            };
+            assert_eq!(data(&listed), data(&full));
+        }
+        let sa = json!({"apiVersion": "v1", "kind": "ServiceAccount", "metadata": meta.clone(),
+            "imagePullSecrets": [{"name": "p"}, {}], "secrets": [{"name": "m", "kind": "Secret"}, {"kind": "Secret"}],
+            "automountServiceAccountToken": false});
+        let full = live_service_account(serde_json::from_value(sa.clone()).unwrap());
+        let listed = live_service_account(
+            serde_json::from_value::<listed::ListedServiceAccount>(sa)
+                .unwrap()
+                .into(),
+        );
+        assert_eq!(
+            (listed.meta, listed.image_pull_secrets, listed.secrets),
+            (full.meta, full.image_pull_secrets, full.secrets)
+        );
+        let rb = json!({"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "RoleBinding", "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": "r"},
+            "subjects": [{"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": "g", "namespace": ""},
+                         {"kind": "ServiceAccount", "name": "s", "namespace": "ns"}]});
+        let full = live_role_binding(serde_json::from_value(rb.clone()).unwrap());
+        let listed = live_role_binding(
+            serde_json::from_value::<listed::ListedRoleBinding>(rb)
+                .unwrap()
+                .into(),
+        );
+        assert_eq!(
+            (listed.meta, listed.role_ref, listed.subjects),
+            (full.meta, full.role_ref, full.subjects)
+        );
     }
 
     #[test]
