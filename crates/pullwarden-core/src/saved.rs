@@ -327,10 +327,10 @@ mod tests {
         }
     }
 
-    fn cluster(uid: &str) -> Option<ClusterId> {
-        Some(ClusterId {
+    fn cluster(uid: &str) -> ClusterId {
+        ClusterId {
             kube_system_uid: uid.into(),
-        })
+        }
     }
 
     fn saved(for_cluster: Option<ClusterId>) -> SavedPlan {
@@ -350,10 +350,10 @@ mod tests {
     fn a_saved_plan_is_refused_by_another_cluster_or_an_unknown_one() {
         let fresh = plan(Vec::new());
         let live = |uid: Option<&str>| LiveState {
-            cluster: uid.and_then(cluster),
+            cluster: uid.map(cluster),
             ..LiveState::default()
         };
-        let made_for_a = saved(cluster("a"));
+        let made_for_a = saved(Some(cluster("a")));
         assert_eq!(
             accept(
                 &made_for_a,

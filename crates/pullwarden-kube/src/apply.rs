@@ -12,7 +12,7 @@
 //! one, so access never lapses), then prune deletes. Within a phase changes run
 //! concurrently, bounded by [`ApplyOptions::concurrency`].
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -38,6 +38,7 @@ use pullwarden_core::live::{
     LINKS_ANNOTATION, MANAGED_BY_LABEL, MANAGED_BY_VALUE, RbacSubject, SOURCE_ANNOTATION,
     WORKSPACE_LABEL,
 };
+use pullwarden_core::plan::links::edit_list;
 use pullwarden_core::plan::{
     self, Action, Assumed, Change, Desired, Detail, LinkDiff, ObjectKind, Plan, RoleBindingDiff,
     SecretDiff,
@@ -115,26 +116,34 @@ pub async fn apply(
         options: options.clone(),
         hooks: hooks.clone(),
     };
-    let mut phases: [Vec<usize>; 5] = Default::default();
-    for (index, change) in plan.changes.iter().enumerate() {
-        let phase = match (&change.detail, change.action) {
-            (_, Action::Delete) | (Detail::Pruned, _) => 4,
-            (Detail::Secret(_), _) => 0,
-            (Detail::ServiceAccount, _) => 1,
-            (Detail::Links(_), _) => 2,
-            (Detail::RoleBinding(_), _) => 3,
-        };
-        phases[phase].push(index);
-    }
+    // The planner decided the order and the dependencies; apply only follows them.
+    let computed;
+    let schedule = if plan.schedule.phases.iter().map(Vec::len).sum::<usize>() == plan.changes.len()
+    {
+        &plan.schedule
+    } else {
+        // A plan built by hand (not by the planner): schedule it the planner's way.
+        computed = pullwarden_core::plan::schedule::schedule(&plan.changes);
+        &computed
+    };
     let mut outcomes: Vec<Outcome> = Vec::new();
-    for phase in phases {
+    for phase in &schedule.phases {
         let mut runnable = Vec::new();
-        for index in phase {
-            let change = &plan.changes[index];
-            if let Some(reason) = blocked_by(change, plan, &outcomes) {
+        for &index in phase {
+            let failed_need = schedule.needs.get(&index).and_then(|needs| {
+                needs.iter().find(|need| {
+                    outcomes
+                        .iter()
+                        .any(|o| o.index == **need && o.status != OutcomeStatus::Done)
+                })
+            });
+            if let Some(&need) = failed_need {
                 let outcome = Outcome {
                     index,
-                    status: OutcomeStatus::Skipped(reason),
+                    status: OutcomeStatus::Skipped(format!(
+                        "{} did not succeed",
+                        pullwarden_core::render::change_title(&plan.changes[need])
+                    )),
                     conflicts_retried: 0,
                 };
                 progress(&outcome);
@@ -165,31 +174,6 @@ pub async fn apply(
     }
     outcomes.sort_by_key(|o| o.index);
     outcomes
-}
-
-/// Why a change must not run, given what already failed.
-fn blocked_by(change: &Change, plan: &Plan, done: &[Outcome]) -> Option<String> {
-    let failed = |pred: &dyn Fn(&Change) -> bool| {
-        done.iter()
-            .filter(|o| o.status != OutcomeStatus::Done)
-            .map(|o| &plan.changes[o.index])
-            .find(|c| pred(c))
-            .map(|c| format!("{:?} {}/{} did not succeed", c.kind, c.namespace, c.name))
-    };
-    match (&change.detail, change.action) {
-        (Detail::Links(links), _) => failed(&|c: &Change| {
-            c.namespace == change.namespace
-                && ((c.kind == ObjectKind::Secret
-                    && (links.pull_added.contains(&c.name) || links.mount_added.contains(&c.name)))
-                    || (c.kind == ObjectKind::ServiceAccount
-                        && c.name == change.name
-                        && matches!(c.detail, Detail::ServiceAccount)))
-        }),
-        (_, Action::Delete) if change.kind == ObjectKind::Secret => failed(&|c: &Change| {
-            c.namespace == change.namespace && matches!(c.detail, Detail::Links(_))
-        }),
-        _ => None,
-    }
 }
 
 struct Cx {
@@ -463,8 +447,8 @@ impl Cx {
             if let Some(hook) = &self.hooks.before_service_account_write {
                 hook(change.namespace.clone(), change.name.clone()).await;
             }
-            let meta = pullwarden_kube_meta(&sa.metadata);
-            let previous = plan::link_records(&meta)
+            let annotations_read = sa.metadata.annotations.clone().unwrap_or_default();
+            let previous = pullwarden_core::live::links::records(&annotations_read)
                 .remove(&self.workspace)
                 .unwrap_or_default();
             let current: Vec<String> = sa
@@ -473,7 +457,7 @@ impl Cx {
                 .flatten()
                 .map(|r| r.name.clone())
                 .collect();
-            let (pull_names, pull_record) = edit_names(
+            let (pull_names, pull_record) = edit_list(
                 &current,
                 &links.pull_added,
                 &links.pull_removed,
@@ -493,7 +477,7 @@ impl Cx {
                 .flatten()
                 .filter_map(|r| r.name.clone())
                 .collect();
-            let (mount_names, mount_record) = edit_names(
+            let (mount_names, mount_record) = edit_list(
                 &current,
                 &links.mount_added,
                 &links.mount_removed,
@@ -514,7 +498,11 @@ impl Cx {
             };
 
             let annotations = sa.metadata.annotations.get_or_insert_with(BTreeMap::new);
-            match plan::links_annotation(&meta, &self.workspace, &record) {
+            match pullwarden_core::live::links::encode_with(
+                &annotations_read,
+                &self.workspace,
+                &record,
+            ) {
                 Some(value) => {
                     annotations.insert(LINKS_ANNOTATION.to_string(), value);
                 }
@@ -574,7 +562,7 @@ impl Cx {
         let previous = plan::link_records(&sa.meta)
             .remove(&self.workspace)
             .unwrap_or_default();
-        let (pulls, pull_record) = edit_names(
+        let (pulls, pull_record) = edit_list(
             &sa.image_pull_secrets,
             &links.pull_added,
             &links.pull_removed,
@@ -822,46 +810,6 @@ fn same_binding(existing: &RoleBinding, wanted: &RoleBinding) -> bool {
         && subjects(existing) == subjects(wanted)
 }
 
-/// One list of a ServiceAccount edited as the plan says, against what is
-/// there now: the new names (order kept, additions appended) and this
-/// workspace's record for the list. Only entries recorded as ours when read
-/// are removed; an entry someone else added meanwhile is not recorded.
-fn edit_names(
-    current: &[String],
-    added: &[String],
-    removed: &[String],
-    previous: &BTreeSet<String>,
-    planned: &BTreeSet<String>,
-) -> (Vec<String>, BTreeSet<String>) {
-    let mut names: Vec<String> = current
-        .iter()
-        .filter(|n| !(removed.contains(n) && previous.contains(*n)))
-        .cloned()
-        .collect();
-    let mut record: BTreeSet<String> = planned
-        .iter()
-        .filter(|n| previous.contains(*n) || added.contains(n))
-        .cloned()
-        .collect();
-    for name in added {
-        if current.contains(name) {
-            if !previous.contains(name) {
-                record.remove(name);
-            }
-        } else {
-            names.push(name.clone());
-        }
-    }
-    (names, record)
-}
-
-fn pullwarden_kube_meta(meta: &ObjectMeta) -> pullwarden_core::live::Meta {
-    pullwarden_core::live::Meta {
-        annotations: meta.annotations.clone().unwrap_or_default(),
-        ..pullwarden_core::live::Meta::default()
-    }
-}
-
 fn rbac_subject(subject: &RbacSubject) -> Subject {
     let api_group =
         (subject.kind != "ServiceAccount").then(|| "rbac.authorization.k8s.io".to_string());
@@ -1023,28 +971,5 @@ mod tests {
         let mut annotated = landed.clone();
         annotated.metadata.annotations = Some(BTreeMap::from([("x".into(), "y".into())]));
         assert!(!is_written(&annotated, &written, same_secret));
-    }
-
-    fn names(list: &[&str]) -> Vec<String> {
-        list.iter().map(ToString::to_string).collect()
-    }
-
-    fn set(list: &[&str]) -> BTreeSet<String> {
-        list.iter().map(ToString::to_string).collect()
-    }
-
-    #[test]
-    fn edits_only_what_is_ours_and_records_only_what_it_added() {
-        // "theirs" was never ours; "old" was ours and is unlinked; "kept" stays ours;
-        // "new" is added; "raced" was added by someone else meanwhile.
-        let (list, record) = edit_names(
-            &names(&["theirs", "old", "kept", "raced"]),
-            &names(&["new", "raced"]),
-            &names(&["old", "theirs"]),
-            &set(&["old", "kept"]),
-            &set(&["kept", "new", "raced"]),
-        );
-        assert_eq!(list, names(&["theirs", "kept", "raced", "new"]));
-        assert_eq!(record, set(&["kept", "new"]));
     }
 }

@@ -247,3 +247,33 @@ pub fn edit_list(
     }
     (names, record)
 }
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use super::edit_list;
+
+    fn names(list: &[&str]) -> Vec<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    fn set(list: &[&str]) -> BTreeSet<String> {
+        list.iter().map(ToString::to_string).collect()
+    }
+
+    #[test]
+    fn edits_only_what_is_ours_and_records_only_what_it_added() {
+        // "theirs" was never ours; "old" was ours and is unlinked; "kept" stays ours;
+        // "new" is added; "raced" was added by someone else meanwhile.
+        let (list, record) = edit_list(
+            &names(&["theirs", "old", "kept", "raced"]),
+            &names(&["new", "raced"]),
+            &names(&["old", "theirs"]),
+            &set(&["old", "kept"]),
+            &set(&["kept", "new", "raced"]),
+        );
+        assert_eq!(list, names(&["theirs", "kept", "raced", "new"]));
+        assert_eq!(record, set(&["kept", "new"]));
+    }
+}
