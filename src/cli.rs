@@ -1,12 +1,10 @@
 //! Command-line arguments and the commands they run.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use pullwarden_spec::credentials::{self, ProcessEnvironment};
-use pullwarden_spec::diag::ProblemData;
-use serde::Serialize;
+use pullwarden_spec::credentials;
 
 use crate::output::Output;
 
@@ -302,7 +300,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         credentials::allow_files_outside_workspace();
     }
     match &cli.command {
-        Command::Validate(args) => validate(args, out),
+        Command::Validate(args) => crate::commands::validate(args, out),
         Command::Plan(args) => crate::commands::plan(args, out),
         Command::Apply(args) => crate::commands::apply(args, out),
         Command::Drift(args) => crate::commands::drift(args, out),
@@ -338,122 +336,5 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
             out.data(&pullwarden_spec::format::json_schema());
             ExitCode::SUCCESS
         }
-    }
-}
-
-/// `--format json` of `validate` (documented in the README).
-#[derive(Serialize)]
-struct ValidateReport {
-    /// Version of this JSON shape.
-    format_version: u32,
-    valid: bool,
-    errors: usize,
-    warnings: usize,
-    problems: Vec<ProblemData>,
-}
-
-fn validate(args: &ValidateArgs, out: &Output) -> ExitCode {
-    let env = ProcessEnvironment;
-    let mut loaded = pullwarden_spec::load(&args.path, &env);
-    if (args.resolve || args.check_registries)
-        && !loaded.has_errors()
-        && let Some(ws) = &loaded.workspace
-    {
-        let (resolved, problems) = credentials::resolve(ws, &env);
-        // Absent files were noted while loading; resolving makes them errors.
-        loaded
-            .problems
-            .retain(|p| p.code != "pullwarden::spec::credential_file_absent");
-        let resolved_cleanly = !problems
-            .iter()
-            .any(pullwarden_spec::diag::Problem::is_error);
-        loaded.problems.extend(problems);
-        if args.check_registries && resolved_cleanly {
-            loaded
-                .problems
-                .extend(crate::commands::check_registries::check(
-                    ws,
-                    &resolved,
-                    &crate::commands::check_registries::Reach {
-                        registry_ca: args.registry_ca.clone(),
-                        insecure_registries: args.insecure_registry.clone(),
-                        timeout: args.registry_timeout,
-                    },
-                ));
-        }
-    }
-    let errors = loaded.problems.iter().filter(|p| p.is_error()).count();
-    let warnings = loaded
-        .problems
-        .iter()
-        .filter(|p| p.severity == pullwarden_spec::Severity::Warning)
-        .count();
-    match args.format {
-        ValidateFormat::Json => {
-            let report = ValidateReport {
-                format_version: 1,
-                valid: errors == 0,
-                errors,
-                warnings,
-                problems: loaded
-                    .problems
-                    .iter()
-                    .map(|p| p.to_data(&loaded.sources))
-                    .collect(),
-            };
-            out.json(&report);
-        }
-        ValidateFormat::Text => {
-            for problem in &loaded.problems {
-                if problem.is_error() || !out.quiet() {
-                    out.report(&problem.to_report(&loaded.sources));
-                }
-            }
-            out.status(&summary(&args.path, &loaded, errors, warnings));
-        }
-    }
-    if errors == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    }
-}
-
-fn summary(
-    path: &Path,
-    loaded: &pullwarden_spec::Loaded,
-    errors: usize,
-    warnings: usize,
-) -> String {
-    let files = loaded.sources.len();
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
-    if errors == 0 {
-        let ws = loaded.workspace.as_ref();
-        format!(
-            "{} is valid: workspace `{}`, {}, {}, {} in {}{}",
-            path.display(),
-            ws.map_or("", |w| w.name.as_str()),
-            plural(ws.map_or(0, |w| w.registries.len()), "registry")
-                .replace("registrys", "registries"),
-            plural(ws.map_or(0, |w| w.pull_secrets.len()), "pull secret"),
-            plural(ws.map_or(0, |w| w.pull_grants.len()), "pull grant"),
-            plural(files, "file"),
-            if warnings > 0 {
-                format!(" ({})", plural(warnings, "warning"))
-            } else {
-                String::new()
-            },
-        )
-    } else {
-        format!(
-            "{} is invalid: {}{}",
-            path.display(),
-            plural(errors, "error"),
-            if warnings > 0 {
-                format!(", {}", plural(warnings, "warning"))
-            } else {
-                String::new()
-            },
-        )
     }
 }

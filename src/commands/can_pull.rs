@@ -10,7 +10,7 @@ use pullwarden_core::pull::{self, Note, PullFailure, SecretInput, SkipReason, Ve
 use pullwarden_registry::{Client as RegistryClient, ClientOptions, Credential, Outcome, Target};
 use serde::Serialize;
 
-use super::{Failed, connect, read_live, read_options, retry_policy, runtime};
+use super::{Failed, LiveSource, connect, read_live, read_options, retry_policy, runtime};
 use crate::cli::{CanPullArgs, CanPullFormat};
 use crate::output::Output;
 
@@ -117,22 +117,22 @@ fn run(args: &CanPullArgs, out: &Output) -> Result<ExitCode, Failed> {
     };
     let rt = runtime(out)?;
     let policy = retry_policy(&args.cluster);
-    let client = match &args.live {
+    let snapshot = match &args.live {
+        Some(path) => Some(read_live(
+            &rt,
+            LiveSource::Snapshot(path),
+            &[],
+            &read_options(&args.cluster),
+            out,
+        )?),
+        None => None,
+    };
+    let client = match &snapshot {
         Some(_) => None,
         None => Some(connect(&rt, &args.cluster, out)?),
     };
-    let inputs = match (&args.live, &client) {
-        (Some(path), _) => {
-            let live = read_live(
-                &rt,
-                Some(path),
-                None,
-                &[],
-                &read_options(&args.cluster),
-                out,
-            )?;
-            from_snapshot(&live, &namespace, &who)
-        }
+    let inputs = match (&snapshot, &client) {
+        (Some(live), _) => from_snapshot(live, &namespace, &who),
         (None, Some(client)) => {
             let (sa, pod) = if args.pod.is_some() {
                 (None, Some(who.as_str()))
@@ -264,15 +264,10 @@ fn run(args: &CanPullArgs, out: &Output) -> Result<ExitCode, Failed> {
                 "checked by a SubjectAccessReview",
             )
         } else {
-            let live = read_live(
-                &rt,
-                args.live.as_deref(),
-                None,
-                &[],
-                &read_options(&args.cluster),
-                out,
-            )?;
-            let granted_by = snapshot_grants(&live, project_ns, &namespace, &sa_name);
+            let live = snapshot
+                .as_ref()
+                .expect("without a client, the answer comes from a snapshot");
+            let granted_by = snapshot_grants(live, project_ns, &namespace, &sa_name);
             (
                 !granted_by.is_empty(),
                 granted_by,
