@@ -376,7 +376,7 @@ fn conflicts_record_the_object_in_the_way() {
         let planned = planned(case);
         assert!(!planned.plan.errors.is_empty(), "{case}");
         for error in &planned.plan.errors {
-            assert_eq!(error.code, "pullwarden::plan::conflict", "{case}");
+            assert_eq!(error.code.as_str(), "pullwarden::plan::conflict", "{case}");
             let assumed = error.assumed.as_ref().expect("assumed");
             assert!(!assumed.uid.is_empty() && !assumed.resource_version.is_empty());
         }

@@ -69,7 +69,7 @@ pub fn load_resolved(
     // Planning needs the credential files, so their absence is an error here.
     loaded
         .problems
-        .retain(|p| p.code != "pullwarden::spec::credential_file_absent");
+        .retain(|p| p.code != pullwarden_spec::diag::codes::CREDENTIAL_FILE_ABSENT);
     let mut registries = std::collections::BTreeMap::default();
     if !loaded.has_errors()
         && let Some(ws) = &loaded.workspace

@@ -34,7 +34,7 @@ pub fn validate(args: &ValidateArgs, out: &Output) -> ExitCode {
         // Absent files were noted while loading; resolving makes them errors.
         loaded
             .problems
-            .retain(|p| p.code != "pullwarden::spec::credential_file_absent");
+            .retain(|p| p.code != pullwarden_spec::diag::codes::CREDENTIAL_FILE_ABSENT);
         let resolved_cleanly = !problems
             .iter()
             .any(pullwarden_spec::diag::Problem::is_error);

@@ -21,7 +21,7 @@ use serde::Serialize;
 
 use crate::escape;
 use crate::live::{LiveState, Meta, Ownership, SOURCE_ANNOTATION};
-use crate::plan::{Action, Change, Detail, Finding, ObjectKind, Plan, link_records};
+use crate::plan::{Action, Change, Detail, Finding, FindingCode, ObjectKind, Plan, link_records};
 use crate::render::kind_name;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -290,8 +290,7 @@ pub fn classify(plan: &Plan, live: &LiveState) -> DriftReport {
     // conflicts and the like stay errors (exit 1).
     let (missing, errors): (Vec<Finding>, Vec<Finding>) =
         plan.errors.iter().cloned().partition(|f| {
-            f.code == "pullwarden::plan::missing_namespace"
-                || f.code == "pullwarden::plan::missing_service_account"
+            f.code == FindingCode::MissingNamespace || f.code == FindingCode::MissingServiceAccount
         });
     let drift = items
         .iter()
@@ -453,7 +452,7 @@ pub fn junit(report: &DriftReport) -> String {
             out,
             "    <testcase classname=\"{}\" name=\"{}\"><failure type=\"error\" message=\"{}\"/></testcase>",
             xml(f.namespace.as_deref().unwrap_or("cluster")),
-            xml(&f.code),
+            xml(f.code.as_str()),
             xml(&f.message)
         );
     }
@@ -676,13 +675,13 @@ mod tests {
             secret_update(),
         );
         let missing = Finding {
-            code: "pullwarden::plan::missing_namespace".into(),
+            code: FindingCode::MissingNamespace,
             namespace: Some("gone".into()),
             message: "PullSecret/pull targets namespace `gone`, which does not exist".into(),
             assumed: None,
         };
         let conflict = Finding {
-            code: "pullwarden::plan::conflict".into(),
+            code: FindingCode::Conflict,
             namespace: Some("a".into()),
             message: "in the way".into(),
             assumed: None,
@@ -734,7 +733,7 @@ mod tests {
             })
             .collect();
         let finding = |raw: &str| Finding {
-            code: "pullwarden::plan::conflict".into(),
+            code: FindingCode::Conflict,
             namespace: Some(raw.into()),
             message: format!("in the way: {raw}"),
             assumed: None,

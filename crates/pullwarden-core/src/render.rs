@@ -173,7 +173,7 @@ fn refusal(plan: &Plan) -> Option<String> {
 }
 
 fn finding_text(finding: &Finding) -> String {
-    let code = finding.code.rsplit("::").next().unwrap_or(&finding.code);
+    let code = finding.code.short();
     safe(&format!("[{code}] {}", finding.message))
 }
 

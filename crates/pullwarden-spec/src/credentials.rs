@@ -124,7 +124,7 @@ pub fn check_credential_files(ws: &Workspace, env: &dyn Environment) -> Vec<Prob
         if !env.exists(&path.value) {
             problems.push(
                 Problem::note(
-                    "pullwarden::spec::credential_file_absent",
+                    crate::diag::codes::CREDENTIAL_FILE_ABSENT,
                     format!(
                         "Registry `{}`: credential file not checked, it is absent here",
                         registry.name

@@ -6,6 +6,16 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
+/// The problem codes other code decides on, defined once (every other code
+/// is written where the problem is raised).
+pub mod codes {
+    pub const YAML_SYNTAX: &str = "pullwarden::spec::yaml_syntax";
+    pub const YAML_LIMIT: &str = "pullwarden::spec::yaml_limit";
+    pub const UNREADABLE: &str = "pullwarden::spec::unreadable";
+    pub const MISSING_WORKSPACE: &str = "pullwarden::spec::missing_workspace";
+    pub const CREDENTIAL_FILE_ABSENT: &str = "pullwarden::spec::credential_file_absent";
+}
+
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};
 use pullwarden_core::model::{FileId, Origin};
 use serde::Serialize;

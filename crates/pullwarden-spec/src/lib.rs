@@ -105,12 +105,12 @@ fn finish(
     } = lower::lower(parsed);
     problems.extend(lowering);
     if problems.iter().any(|p| {
-        p.code == "pullwarden::spec::yaml_syntax"
-            || p.code == "pullwarden::spec::yaml_limit"
-            || p.code == "pullwarden::spec::unreadable"
+        p.code == crate::diag::codes::YAML_SYNTAX
+            || p.code == crate::diag::codes::YAML_LIMIT
+            || p.code == crate::diag::codes::UNREADABLE
     }) {
         // The Workspace document may be in the file that could not be read.
-        problems.retain(|p| p.code != "pullwarden::spec::missing_workspace");
+        problems.retain(|p| p.code != crate::diag::codes::MISSING_WORKSPACE);
     }
     for origin in &literal_secrets {
         sources.redact(origin);

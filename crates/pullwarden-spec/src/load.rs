@@ -19,7 +19,7 @@ pub fn workspace_files(path: &Path) -> Result<Vec<PathBuf>, Problem> {
         } else {
             format!("cannot read `{}` in the workspace", e.path().display())
         };
-        let problem = Problem::error("pullwarden::spec::unreadable", format!("{what}: {e}"));
+        let problem = Problem::error(crate::diag::codes::UNREADABLE, format!("{what}: {e}"));
         match e.kind() {
             pullwarden_input::InputErrorKind::SymlinkLoop => problem
                 .help("a symlink in the workspace leads back to itself or to a folder above it"),
@@ -65,7 +65,7 @@ pub fn read_files(
             Ok(bytes) => bytes,
             Err(e) => {
                 problems.push(
-                    Problem::error("pullwarden::spec::unreadable", format!("cannot read: {e}"))
+                    Problem::error(crate::diag::codes::UNREADABLE, format!("cannot read: {e}"))
                         .in_file(display),
                 );
                 continue;
@@ -269,13 +269,13 @@ pub(crate) fn syntax_problem(
     }
     let problem = if error.over_limit {
         Problem::error(
-            "pullwarden::spec::yaml_limit",
+            crate::diag::codes::YAML_LIMIT,
             format!("cannot read this file: {}", error.message),
         )
         .help("docs/workspace-format.md lists the limits of a workspace file; split it into several files")
     } else {
         Problem::error(
-            "pullwarden::spec::yaml_syntax",
+            crate::diag::codes::YAML_SYNTAX,
             format!("invalid YAML: {}", error.message),
         )
     };

@@ -101,7 +101,7 @@ pub fn lower(files: &[ParsedFile]) -> Lowered {
             if files.iter().any(|f| !f.documents.is_empty()) || cx.problems.is_empty() {
                 cx.problems.push(
                     Problem::error(
-                        "pullwarden::spec::missing_workspace",
+                        crate::diag::codes::MISSING_WORKSPACE,
                         "no `Workspace` document found",
                     )
                     .help(format!(

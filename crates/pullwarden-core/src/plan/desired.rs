@@ -9,7 +9,7 @@ use crate::model::{IfMissing, ResolvedRegistry, SecretFormat, Subject, Workspace
 use crate::names::NamespacePattern;
 use crate::secret::SecretString;
 
-use super::{Finding, role_binding_name};
+use super::{Finding, FindingCode, role_binding_name};
 
 /// A Secret pullwarden wants, with its content (never serialized).
 #[derive(Clone, Debug)]
@@ -59,9 +59,9 @@ pub struct DesiredRoleBinding {
     pub subjects: Vec<RbacSubject>,
 }
 
-pub(super) fn finding(code: &str, namespace: Option<&str>, message: String) -> Finding {
+pub(super) fn finding(code: FindingCode, namespace: Option<&str>, message: String) -> Finding {
     Finding {
-        code: format!("pullwarden::plan::{code}"),
+        code,
         namespace: namespace.map(str::to_string),
         message,
         assumed: None,
@@ -70,7 +70,7 @@ pub(super) fn finding(code: &str, namespace: Option<&str>, message: String) -> F
 
 pub(super) fn terminating_warning(namespace: &str) -> Finding {
     finding(
-        "namespace_terminating",
+        FindingCode::NamespaceTerminating,
         Some(namespace),
         format!(
             "namespace `{namespace}` is being deleted (Terminating): nothing is planned in it; plan again once it is gone or recreated"
@@ -95,7 +95,7 @@ fn expand_glob(
         .collect();
     if matched.is_empty() {
         desired.warnings.push(finding(
-            "glob_matches_nothing",
+            FindingCode::GlobMatchesNothing,
             None,
             format!(
                 "{what} `{}` matches no namespace inside the workspace's scope",
@@ -127,7 +127,7 @@ fn expand_targets(
                     desired.warnings.push(terminating_warning(name));
                 } else {
                     desired.errors.push(finding(
-                        "missing_namespace",
+                        FindingCode::MissingNamespace,
                         Some(name),
                         format!("{owner} targets namespace `{name}`, which does not exist"),
                     ));

@@ -9,7 +9,9 @@ use crate::live::{LINKS_ANNOTATION, LiveServiceAccount, Meta};
 use crate::model::IfMissing;
 
 use super::desired::{Purposes, finding};
-use super::{Action, Assumed, Change, Detail, LinkDiff, LinkRecord, ObjectKind, Planner};
+use super::{
+    Action, Assumed, Change, Detail, FindingCode, LinkDiff, LinkRecord, ObjectKind, Planner,
+};
 
 /// Every workspace's record on a ServiceAccount (see [`crate::live::links`]).
 pub fn link_records(meta: &Meta) -> BTreeMap<String, LinkRecord> {
@@ -67,14 +69,14 @@ impl Planner<'_> {
                 let sources = sources.into_iter().collect::<Vec<_>>().join(", ");
                 match if_missing {
                 IfMissing::Error => errors.push(finding(
-                    "missing_service_account",
+                    FindingCode::MissingServiceAccount,
                     Some(&ns),
                     format!(
                         "ServiceAccount {ns}/{sa_name} does not exist ({sources} links it; set `ifMissing: skip` or `create` to allow this)"
                     ),
                 )),
                 IfMissing::Skip => warnings.push(finding(
-                    "skipped_service_account",
+                    FindingCode::SkippedServiceAccount,
                     Some(&ns),
                     format!("ServiceAccount {ns}/{sa_name} does not exist; {sources} skips it"),
                 )),
@@ -115,7 +117,7 @@ impl Planner<'_> {
             if crate::live::links::decode(&sa.meta.annotations).is_err() {
                 // Never overwrite what cannot be read: it holds other workspaces' records too.
                 errors.push(finding(
-                "broken_links_annotation",
+                FindingCode::BrokenLinksAnnotation,
                 Some(&ns),
                 format!(
                     "ServiceAccount {ns}/{sa_name}: the annotation {LINKS_ANNOTATION} is not pullwarden's JSON; fix or remove it by hand"

@@ -230,10 +230,61 @@ pub struct LinkDiff {
     pub record: LinkRecord,
 }
 
+/// What a finding is about: a stable code, typed here and written as text
+/// (`pullwarden::plan::conflict`) in JSON plans and reports.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub enum FindingCode {
+    #[serde(rename = "pullwarden::plan::conflict")]
+    Conflict,
+    #[serde(rename = "pullwarden::plan::missing_namespace")]
+    MissingNamespace,
+    #[serde(rename = "pullwarden::plan::namespace_terminating")]
+    NamespaceTerminating,
+    #[serde(rename = "pullwarden::plan::glob_matches_nothing")]
+    GlobMatchesNothing,
+    #[serde(rename = "pullwarden::plan::pruned_secret_still_referenced")]
+    PrunedSecretStillReferenced,
+    #[serde(rename = "pullwarden::plan::missing_service_account")]
+    MissingServiceAccount,
+    #[serde(rename = "pullwarden::plan::skipped_service_account")]
+    SkippedServiceAccount,
+    #[serde(rename = "pullwarden::plan::broken_links_annotation")]
+    BrokenLinksAnnotation,
+    #[serde(rename = "pullwarden::plan::already_satisfied")]
+    AlreadySatisfied,
+}
+
+impl FindingCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Conflict => "pullwarden::plan::conflict",
+            Self::MissingNamespace => "pullwarden::plan::missing_namespace",
+            Self::NamespaceTerminating => "pullwarden::plan::namespace_terminating",
+            Self::GlobMatchesNothing => "pullwarden::plan::glob_matches_nothing",
+            Self::PrunedSecretStillReferenced => "pullwarden::plan::pruned_secret_still_referenced",
+            Self::MissingServiceAccount => "pullwarden::plan::missing_service_account",
+            Self::SkippedServiceAccount => "pullwarden::plan::skipped_service_account",
+            Self::BrokenLinksAnnotation => "pullwarden::plan::broken_links_annotation",
+            Self::AlreadySatisfied => "pullwarden::plan::already_satisfied",
+        }
+    }
+
+    /// The last part of the code (`conflict`), as plans show it.
+    pub fn short(self) -> &'static str {
+        self.as_str().rsplit("::").next().unwrap_or_default()
+    }
+}
+
+impl std::fmt::Display for FindingCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Finding {
-    /// Stable code: `pullwarden::plan::conflict`, ...
-    pub code: String,
+    /// Stable code, serialized as `pullwarden::plan::conflict`, ...
+    pub code: FindingCode,
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub namespace: Option<String>,
     pub message: String,

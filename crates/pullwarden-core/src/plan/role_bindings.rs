@@ -9,7 +9,8 @@ use crate::live::{LiveRoleBinding, Ownership, RbacSubject};
 
 use super::desired::finding;
 use super::{
-    Action, Assumed, Change, Detail, Finding, ObjectKind, Planner, Replaced, RoleBindingDiff,
+    Action, Assumed, Change, Detail, Finding, FindingCode, ObjectKind, Planner, Replaced,
+    RoleBindingDiff,
 };
 
 impl Planner<'_> {
@@ -43,7 +44,7 @@ impl Planner<'_> {
                 });
                 match satisfied_by {
                     Some(rb) => warnings.push(finding(
-                        "already_satisfied",
+                        FindingCode::AlreadySatisfied,
                         Some(ns),
                         format!(
                             "PullGrant/{}: RoleBinding {ns}/{} already grants {} to {}",
@@ -94,7 +95,7 @@ impl Planner<'_> {
                     errors.push(Finding {
                         assumed: Some(Assumed::of(&rb.meta)),
                         ..finding(
-                            "conflict",
+                            FindingCode::Conflict,
                             Some(ns),
                             format!(
                                 "RoleBinding {ns}/{name} exists and is not this workspace's{}",

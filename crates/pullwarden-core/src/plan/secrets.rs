@@ -12,8 +12,8 @@ use crate::secret::{DigestKey, SecretString};
 use super::desired::{DesiredSecret, finding};
 use super::links::link_records;
 use super::{
-    Action, Assumed, Change, Detail, EntryDiff, EntryStatus, Finding, ObjectKind, Planner,
-    SecretDiff,
+    Action, Assumed, Change, Detail, EntryDiff, EntryStatus, Finding, FindingCode, ObjectKind,
+    Planner, SecretDiff,
 };
 
 impl Planner<'_> {
@@ -54,7 +54,7 @@ impl Planner<'_> {
                     errors.push(Finding {
                     assumed: Some(Assumed::of(&have.meta)),
                     ..finding(
-                        "conflict",
+                        FindingCode::Conflict,
                         Some(ns),
                         if other.is_empty() {
                             format!(
@@ -81,7 +81,7 @@ impl Planner<'_> {
                     errors.push(Finding {
                         assumed: Some(Assumed::of(&have.meta)),
                         ..finding(
-                            "conflict",
+                            FindingCode::Conflict,
                             Some(ns),
                             format!(
                                 "Secret {ns}/{name} exists and is not managed by pullwarden{hint}"
@@ -141,7 +141,7 @@ impl Planner<'_> {
                     .collect();
                 if !still_used.is_empty() {
                     warnings.push(finding(
-                    "pruned_secret_still_referenced",
+                    FindingCode::PrunedSecretStillReferenced,
                     Some(&key.0),
                     format!(
                         "Secret {}/{} is pruned but ServiceAccount(s) {} still list it (entries pullwarden did not add)",
