@@ -66,7 +66,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         return Err(Failed);
     }
     if !plan.has_changes() {
-        out.status("Nothing to do.");
+        out.status("nothing to do");
         return Ok(ExitCode::SUCCESS);
     }
     if args.plan.is_none() && !args.auto_approve {
@@ -77,7 +77,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
             return Err(Failed);
         }
         if !out.confirm("Apply these changes? Only 'yes' is accepted: ") {
-            out.status("Apply cancelled; nothing was written.");
+            out.status("apply cancelled: nothing was written");
             return Err(Failed);
         }
     }
@@ -112,12 +112,12 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         .count();
     if failed > 0 {
         out.status(&format!(
-            "Apply incomplete: {failed} of {total} changes did not succeed. Fix the cause and run apply again: it converges."
+            "apply incomplete: {failed} of {total} changes did not succeed; fix the cause and run apply again: it converges"
         ));
         return Err(Failed);
     }
     out.status(&format!(
-        "Apply complete: {}.",
+        "apply complete: {}",
         render::summary_line(&plan.summary())
     ));
     Ok(ExitCode::SUCCESS)

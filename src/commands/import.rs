@@ -58,7 +58,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
         out.status(&format!("skipped: {skipped}"));
     }
     out.status(&format!(
-        "Wrote {} files to {}. Set the {} variables listed in credentials.env.example, then run `pullwarden plan {} --adopt`.",
+        "wrote {} files to {}; set the {} variables listed in credentials.env.example, then run `pullwarden plan {} --adopt`",
         imported.files.len(),
         args.out.display(),
         imported.variables.len(),

@@ -200,6 +200,14 @@ pub(crate) fn read_live_for(
         }
         LiveSource::Cluster(client) => rt
             .block_on(async {
+                // Planning reads the data of no Secret but its own and the
+                // ones holding a PullSecret's name.
+                let options = &pullwarden_kube::ReadOptions {
+                    data_only_for: ws.map(|ws| {
+                        std::sync::Arc::new(ws.pull_secrets.iter().map(|s| s.name.clone()).collect())
+                    }),
+                    ..options.clone()
+                };
                 let (mut state, scoped) =
                     pullwarden_kube::read_live_or_namespaces(client, named, options).await?;
                 if let Some(ws) = ws {

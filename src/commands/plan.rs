@@ -37,7 +37,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
             out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
             return ExitCode::from(1);
         }
-        out.status(&format!("Saved the plan to {}.", file.display()));
+        out.status(&format!("saved the plan to {}", file.display()));
     }
     if !plan.errors.is_empty() {
         out.status(&format!(

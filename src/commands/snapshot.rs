@@ -41,7 +41,7 @@ pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
                 return ExitCode::from(1);
             }
             out.status(&format!(
-                "Wrote {} namespaces, {} secrets, {} service accounts, {} role bindings to {}.",
+                "wrote {} namespaces, {} secrets, {} service accounts, {} role bindings to {}",
                 live.namespaces.len(),
                 live.secrets.len(),
                 live.service_accounts.len(),

@@ -95,15 +95,21 @@ fn summary(
     warnings: usize,
 ) -> String {
     let files = loaded.sources.len();
-    let plural = |n: usize, word: &str| format!("{n} {word}{}", if n == 1 { "" } else { "s" });
+    let plural = |n: usize, word: &str| {
+        let word = match (n, word) {
+            (1, _) => word.to_string(),
+            (_, "registry") => "registries".to_string(),
+            _ => format!("{word}s"),
+        };
+        format!("{n} {word}")
+    };
     if errors == 0 {
         let ws = loaded.workspace.as_ref();
         format!(
             "{} is valid: workspace `{}`, {}, {}, {} in {}{}",
             path.display(),
             ws.map_or("", |w| w.name.as_str()),
-            plural(ws.map_or(0, |w| w.registries.len()), "registry")
-                .replace("registrys", "registries"),
+            plural(ws.map_or(0, |w| w.registries.len()), "registry"),
             plural(ws.map_or(0, |w| w.pull_secrets.len()), "pull secret"),
             plural(ws.map_or(0, |w| w.pull_grants.len()), "pull grant"),
             plural(files, "file"),
