@@ -228,93 +228,167 @@ fn canaries(planned: &Planned) -> Vec<String> {
     out
 }
 
-#[test]
-fn every_plan_fixture_plans_as_expected() {
-    let dirs = case_dirs();
-    assert!(dirs.len() >= 30, "only {} plan fixtures", dirs.len());
+/// Checks one fixture: expected counts, errors said, determinism, no
+/// credential in any format; then snapshots the text, markdown and JSON plans.
+fn check_case(name: &str) {
+    let dir = Path::new(FIXTURES).join(name);
     let mut failures = Vec::new();
-    let mut planned_cases = Vec::new();
-    for dir in &dirs {
-        let name = case_name(dir);
-        let planned = match plan_case(dir) {
-            Ok(planned) => planned,
-            Err(e) => {
-                failures.push(format!("{name}: {e}"));
-                continue;
+    let planned = match plan_case(&dir) {
+        Ok(planned) => planned,
+        Err(e) => panic!("{name}: {e}"),
+    };
+    match expected_counts(&dir) {
+        Ok(expected) => {
+            let actual = actual_counts(&planned.plan);
+            let wrong: Vec<String> = expected
+                .iter()
+                .filter(|(k, v)| actual.get(*k) != Some(v))
+                .map(|(k, v)| format!("{k}: expected {v}, got {:?}", actual.get(k)))
+                .collect();
+            if expected.is_empty() || !wrong.is_empty() {
+                failures.push(format!("{name}: {}\n{}", wrong.join(", "), planned.text));
             }
-        };
-        match expected_counts(dir) {
-            Ok(expected) => {
-                let actual = actual_counts(&planned.plan);
-                let wrong: Vec<String> = expected
-                    .iter()
-                    .filter(|(k, v)| actual.get(*k) != Some(v))
-                    .map(|(k, v)| format!("{k}: expected {v}, got {:?}", actual.get(k)))
-                    .collect();
-                if expected.is_empty() || !wrong.is_empty() {
-                    failures.push(format!("{name}: {}\n{}", wrong.join(", "), planned.text));
-                }
-            }
-            Err(e) => failures.push(format!("{name}: expect.txt: {e}")),
         }
-        // A plan with errors never claims the cluster is in sync.
-        if !planned.plan.errors.is_empty()
-            && (planned.text.contains("matches the workspace")
-                || planned.markdown.contains("matches the workspace")
-                || !planned.text.contains("apply would refuse it")
-                || !planned.markdown.contains("apply would refuse it"))
-        {
+        Err(e) => failures.push(format!("{name}: expect.txt: {e}")),
+    }
+    // A plan with errors never claims the cluster is in sync.
+    if !planned.plan.errors.is_empty()
+        && (planned.text.contains("matches the workspace")
+            || planned.markdown.contains("matches the workspace")
+            || !planned.text.contains("apply would refuse it")
+            || !planned.markdown.contains("apply would refuse it"))
+    {
+        failures.push(format!(
+            "{name}: a plan with errors must say it cannot be applied\n{}\n{}",
+            planned.text, planned.markdown
+        ));
+    }
+    // Deterministic: the whole chain again gives byte-identical output.
+    match plan_case(&dir) {
+        Ok(again) => {
+            if again.text != planned.text
+                || again.json != planned.json
+                || again.markdown != planned.markdown
+            {
+                failures.push(format!("{name}: planning twice gave different output"));
+            }
+        }
+        Err(e) => failures.push(format!("{name}: second run: {e}")),
+    }
+    // No credential in any output.
+    for (format, output) in [
+        ("text", &planned.text),
+        ("markdown", &planned.markdown),
+        ("json", &planned.json),
+    ] {
+        if output.contains(FAKE_MARKER) {
             failures.push(format!(
-                "{name}: a plan with errors must say it cannot be applied\n{}\n{}",
-                planned.text, planned.markdown
+                "{name}: the {format} plan contains `{FAKE_MARKER}`"
             ));
         }
-        // Deterministic: the whole chain again gives byte-identical output.
-        match plan_case(dir) {
-            Ok(again) => {
-                if again.text != planned.text
-                    || again.json != planned.json
-                    || again.markdown != planned.markdown
-                {
-                    failures.push(format!("{name}: planning twice gave different output"));
-                }
-            }
-            Err(e) => failures.push(format!("{name}: second run: {e}")),
-        }
-        // No credential in any output.
-        for (format, output) in [
-            ("text", &planned.text),
-            ("markdown", &planned.markdown),
-            ("json", &planned.json),
-        ] {
-            if output.contains(FAKE_MARKER) {
+        for canary in canaries(&planned) {
+            if output.contains(&canary) {
                 failures.push(format!(
-                    "{name}: the {format} plan contains `{FAKE_MARKER}`"
+                    "{name}: the {format} plan contains a credential (a form of length {})",
+                    canary.len()
                 ));
             }
-            for canary in canaries(&planned) {
-                if output.contains(&canary) {
-                    failures.push(format!(
-                        "{name}: the {format} plan contains a credential (a form of length {})",
-                        canary.len()
-                    ));
-                }
-            }
         }
-        planned_cases.push((name, dir.clone(), planned.text));
     }
     assert!(failures.is_empty(), "{}", failures.join("\n\n"));
-    for (name, dir, text) in planned_cases {
-        let about = std::fs::read_to_string(dir.join("about.txt")).unwrap_or_default();
+    let about = std::fs::read_to_string(dir.join("about.txt")).unwrap_or_default();
+    // What `drift` would report for the same plan, in every format it has.
+    let report = pullwarden_core::drift::classify(&planned.plan, &planned.live);
+    let drift = format!(
+        "--- text\n{}--- markdown\n{}--- junit\n{}--- github annotations\n{}--- json\n{}\n",
+        pullwarden_core::drift::text(&report),
+        pullwarden_core::drift::markdown(&report),
+        pullwarden_core::drift::junit(&report),
+        pullwarden_core::drift::github_annotations(&report),
+        serde_json::to_string_pretty(&report).expect("a report serializes"),
+    );
+    for (snapshot, text) in [
+        ("plan", &planned.text),
+        ("plan-markdown", &planned.markdown),
+        ("plan-json", &planned.json),
+        ("drift", &drift),
+    ] {
         insta::with_settings!({
             snapshot_suffix => name,
             prepend_module_to_snapshot => false,
             description => about.trim(),
             omit_expression => true,
         }, {
-            insta::assert_snapshot!("plan", text);
+            insta::assert_snapshot!(snapshot, text);
         });
     }
+}
+
+/// One named test per fixture, so a case runs (and fails) by its name:
+/// `cargo test --test plan -- fixture::update_password`.
+macro_rules! fixtures {
+    ($($test:ident => $dir:literal,)*) => {
+        mod fixture {
+            $(
+                #[test]
+                fn $test() {
+                    super::check_case($dir);
+                }
+            )*
+        }
+
+        const LISTED: &[&str] = &[$($dir),*];
+    };
+}
+
+fixtures! {
+    adopt_unlabelled_rolebinding => "adopt-unlabelled-rolebinding",
+    adopt_unlabelled_secret => "adopt-unlabelled-secret",
+    all_service_accounts_glob => "all-service-accounts-glob",
+    conflict_openshift_secret_adopt => "conflict-openshift-secret-adopt",
+    conflict_other_workspace_adopt => "conflict-other-workspace-adopt",
+    conflict_unlabelled_rolebinding => "conflict-unlabelled-rolebinding",
+    conflict_unlabelled_secret => "conflict-unlabelled-secret",
+    create_fresh => "create-fresh",
+    glob_matches_nothing => "glob-matches-nothing",
+    globs_scope_exclude => "globs-scope-exclude",
+    grant_subject_already_granted => "grant-subject-already-granted",
+    if_missing_create => "if-missing-create",
+    if_missing_error => "if-missing-error",
+    if_missing_mixed => "if-missing-mixed",
+    if_missing_skip => "if-missing-skip",
+    immutable_unchanged => "immutable-unchanged",
+    link_preexisting_unrecorded => "link-preexisting-unrecorded",
+    link_several_secrets => "link-several-secrets",
+    missing_namespace => "missing-namespace",
+    namespace_left_scope => "namespace-left-scope",
+    no_change => "no-change",
+    openshift_foreign_entries => "openshift-foreign-entries",
+    openshift_image_pullers_satisfied => "openshift-image-pullers-satisfied",
+    prune_keeps_created_sa => "prune-keeps-created-sa",
+    prune_managed_only => "prune-managed-only",
+    prune_off => "prune-off",
+    reformatted_json_no_change => "reformatted-json-no-change",
+    replace_grant_role => "replace-grant-role",
+    replace_immutable_data => "replace-immutable-data",
+    replace_leftover_prune_off => "replace-leftover-prune-off",
+    replace_type_dockercfg_to_json => "replace-type-dockercfg-to-json",
+    replace_type_json_to_dockercfg => "replace-type-json-to-dockercfg",
+    unlink_recorded_only => "unlink-recorded-only",
+    update_email => "update-email",
+    update_grant_subjects => "update-grant-subjects",
+    update_password => "update-password",
+    update_registry_added => "update-registry-added",
+    update_registry_removed => "update-registry-removed",
+}
+
+/// Every fixture folder has its named test above (a new folder must be listed).
+#[test]
+fn every_plan_fixture_plans_as_expected() {
+    let dirs = case_dirs();
+    assert!(dirs.len() >= 30, "only {} plan fixtures", dirs.len());
+    let names: Vec<String> = dirs.iter().map(|d| case_name(d)).collect();
+    assert_eq!(names, LISTED, "list every fixture folder in `fixtures!`");
 }
 
 /// The canary scan itself finds what it looks for.
