@@ -13,8 +13,8 @@ use pullwarden_core::live::{LiveRoleBinding, LiveSecret, LiveServiceAccount, Liv
 
 use crate::convert::listed::{ListedRoleBinding, ListedSecret, ListedServiceAccount};
 use crate::convert::{
-    DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE, live_namespace_meta, live_role_binding, live_secret,
-    live_service_account, sort_live_state,
+    DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYPE, is_managed, live_namespace_meta, live_role_binding,
+    live_secret, live_service_account, sort_live_state,
 };
 use crate::retry::{RetryPolicy, is_auth_failure, retry};
 
@@ -478,7 +478,7 @@ pub const PULL_SECRET_TYPES: [&str; 2] = [DOCKER_CONFIG_JSON_TYPE, DOCKERCFG_TYP
 pub const LOOKUP_CONCURRENCY: usize = 16;
 
 /// How the live state is read.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct ReadOptions {
     /// Objects per page of every LIST.
     pub page_size: u32,
@@ -486,6 +486,12 @@ pub struct ReadOptions {
     pub retry: RetryPolicy,
     /// Which Secrets are listed (default: all of them).
     pub secrets: SecretSelection,
+    /// When set, the data of a Secret is kept only if pullwarden manages it
+    /// or its name is one of these (the workspace's PullSecret names):
+    /// planning reads no other Secret's data, and the service-account token
+    /// Secrets of a large OpenShift cluster are most of a read's memory.
+    /// `None` (the default) keeps the data of every docker-config Secret.
+    pub data_only_for: Option<std::sync::Arc<std::collections::BTreeSet<String>>>,
 }
 
 impl Default for ReadOptions {
@@ -494,6 +500,7 @@ impl Default for ReadOptions {
             page_size: PAGE_SIZE,
             retry: RetryPolicy::default(),
             secrets: SecretSelection::All,
+            data_only_for: None,
         }
     }
 }
@@ -673,7 +680,7 @@ async fn list_secrets(
             options,
             "secrets",
             scope,
-            |s| Some(live_secret(s.into())),
+            |s| Some(live_secret_kept(s.into(), options)),
         )
     };
     match options.secrets {
@@ -735,7 +742,7 @@ pub async fn lookup_secrets(
                 options,
                 "secrets",
                 &format!("namespace {ns}"),
-                |s| Some(live_secret(s.into())),
+                |s| Some(live_secret_kept(s.into(), options)),
             )
             .await
         })
@@ -752,6 +759,23 @@ pub async fn lookup_secrets(
         sort_live_state(live);
     }
     Ok(looked_up)
+}
+
+/// A listed Secret as planning sees it, its data dropped unless
+/// `options.data_only_for` allows it.
+fn live_secret_kept(mut secret: Secret, options: &ReadOptions) -> LiveSecret {
+    if let Some(names) = &options.data_only_for
+        && !secret
+            .metadata
+            .name
+            .as_ref()
+            .is_some_and(|name| names.contains(name))
+        && !is_managed(secret.metadata.labels.as_ref())
+    {
+        secret.data = None;
+        secret.string_data = None;
+    }
+    live_secret(secret)
 }
 
 /// Times a listing restarts from the first page when its continue token
@@ -804,6 +828,44 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// With `data_only_for`, a Secret's data is kept only for those names
+    /// and for Secrets pullwarden manages; without it, as `live_secret` keeps it.
+    #[test]
+    fn data_is_kept_only_for_named_and_managed_secrets_when_asked() {
+        use k8s_openapi::ByteString;
+        let secret = |name: &str, managed: bool| {
+            let mut s = Secret {
+                type_: Some(crate::convert::DOCKERCFG_TYPE.into()),
+                data: Some(std::collections::BTreeMap::from([(
+                    ".dockercfg".to_owned(),
+                    ByteString(b"{}".to_vec()),
+                )])),
+                ..Secret::default()
+            };
+            s.metadata.name = Some(name.into());
+            if managed {
+                s.metadata.labels = Some(std::collections::BTreeMap::from([(
+                    pullwarden_core::live::MANAGED_BY_LABEL.to_owned(),
+                    pullwarden_core::live::MANAGED_BY_VALUE.to_owned(),
+                )]));
+            }
+            s
+        };
+        let only = ReadOptions {
+            data_only_for: Some(std::sync::Arc::new(["wanted".to_owned()].into())),
+            ..ReadOptions::default()
+        };
+        for (name, managed, options, kept) in [
+            ("wanted", false, &only, true),
+            ("builder-dockercfg-x", false, &only, false),
+            ("old-pull", true, &only, true),
+            ("builder-dockercfg-x", false, &ReadOptions::default(), true),
+        ] {
+            let live = live_secret_kept(secret(name, managed), options);
+            assert_eq!(!live.data.is_empty(), kept, "{name} managed={managed}");
+        }
+    }
 
     #[test]
     fn messages_are_one_clear_sentence() {

@@ -104,9 +104,15 @@ pub fn live_meta(meta: ObjectMeta) -> Meta {
 /// Whether pullwarden keeps a secret's data: docker-config secrets and
 /// secrets labelled `app.kubernetes.io/managed-by: pullwarden`.
 pub fn keeps_secret_data(type_: &str, labels: &BTreeMap<String, String>) -> bool {
-    type_ == DOCKER_CONFIG_JSON_TYPE
-        || type_ == DOCKERCFG_TYPE
-        || labels.get(MANAGED_BY_LABEL).map(String::as_str) == Some(MANAGED_BY_VALUE)
+    type_ == DOCKER_CONFIG_JSON_TYPE || type_ == DOCKERCFG_TYPE || is_managed(Some(labels))
+}
+
+/// Whether labels say `app.kubernetes.io/managed-by: pullwarden`.
+pub fn is_managed(labels: Option<&BTreeMap<String, String>>) -> bool {
+    labels
+        .and_then(|labels| labels.get(MANAGED_BY_LABEL))
+        .map(String::as_str)
+        == Some(MANAGED_BY_VALUE)
 }
 
 /// A Secret as planning sees it. Its data (decoded; `stringData` wins over

@@ -162,6 +162,23 @@ async fn cluster_pull_secret_read_then_lookup_finds_other_types_by_name() {
         .await
         .expect("read_live_in_namespaces");
     assert_eq!(secrets_in(&scoped, &ns), expected_pull);
+    let has_data = |live: &LiveState, name: &str| {
+        live.secrets
+            .iter()
+            .find(|s| s.meta.namespace == ns && s.meta.name == name)
+            .is_some_and(|s| !s.data.is_empty())
+    };
+    assert!(has_data(&live, "json-pull") && has_data(&live, "cfg-pull"));
+    let only_json_pull = ReadOptions {
+        data_only_for: Some(std::sync::Arc::new(["json-pull".to_owned()].into())),
+        ..pull_secrets_only()
+    };
+    let lean = read_live(&client, &only_json_pull)
+        .await
+        .expect("read_live");
+    assert_eq!(secrets_in(&lean, &ns), expected_pull);
+    assert!(has_data(&lean, "json-pull"), "a wanted name keeps its data");
+    assert!(!has_data(&lean, "cfg-pull"), "other data is not kept");
 
     let missing_ns = unique_name("pw-read-less-absent");
     let wanted = [
