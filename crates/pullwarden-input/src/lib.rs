@@ -408,6 +408,50 @@ impl YamlLimits {
     }
 }
 
+impl YamlLimits {
+    /// The YAML parser's budget from these limits (the rest of its defaults
+    /// stay: aliases, anchors, merge keys). Both parsers use it.
+    pub fn budget(&self) -> serde_saphyr::Budget {
+        let mut budget = serde_saphyr::Budget::default();
+        budget.max_nodes = self.nodes;
+        budget.max_events = self.events;
+        budget.max_documents = self.documents;
+        budget.max_depth = self.depth;
+        budget.max_total_scalar_bytes = self.scalar_bytes;
+        budget
+    }
+
+    /// A breached budget said for people ("it holds more than 4,000,000 YAML
+    /// nodes ..., the limit for a workspace file"), instead of the parser's
+    /// `Nodes { nodes: N }`; `None` when the error is not a breached budget.
+    pub fn breach_message(&self, error: &serde_saphyr::Error) -> Option<String> {
+        use serde_saphyr::budget::BudgetBreach;
+        let mut error = error;
+        while let serde_saphyr::Error::WithSnippet { error: inner, .. }
+        | serde_saphyr::Error::AliasError { error: inner, .. } = error
+        {
+            error = inner;
+        }
+        let serde_saphyr::Error::Budget { breach, .. } = error else {
+            return None;
+        };
+        let limit = match breach {
+            BudgetBreach::Nodes { .. } => YamlLimit::Nodes,
+            BudgetBreach::Events { .. } => YamlLimit::Events,
+            BudgetBreach::Documents { .. } => YamlLimit::Documents,
+            BudgetBreach::Depth { .. } => YamlLimit::Depth,
+            BudgetBreach::ScalarBytes { .. } => YamlLimit::ScalarBytes,
+            BudgetBreach::Aliases { .. }
+            | BudgetBreach::Anchors { .. }
+            | BudgetBreach::AliasAnchorRatio { .. } => {
+                return Some("it uses more aliases (`*name`) than the parser accepts".to_owned());
+            }
+            _ => return Some("it exceeds a limit of the YAML parser".to_owned()),
+        };
+        Some(self.exceeded(limit))
+    }
+}
+
 /// Which [`YamlLimits`] field was exceeded.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum YamlLimit {

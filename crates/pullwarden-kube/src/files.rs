@@ -469,47 +469,10 @@ fn secret_map<T>(
 /// The budget fits a whole cluster in one document (`kind: List`):
 /// [`pullwarden_input::YamlLimits::SNAPSHOT`].
 fn yaml_options() -> serde_saphyr::Options {
-    let limits = pullwarden_input::YamlLimits::SNAPSHOT;
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = limits.nodes;
-    budget.max_events = limits.events;
-    budget.max_documents = limits.documents;
-    budget.max_depth = limits.depth;
-    budget.max_total_scalar_bytes = limits.scalar_bytes;
     let mut options = serde_saphyr::Options::default();
     options.strict_booleans = true;
-    options.budget = Some(budget);
+    options.budget = Some(pullwarden_input::YamlLimits::SNAPSHOT.budget());
     options
-}
-
-/// A breached budget, said for people instead of the parser's
-/// `Nodes { nodes: N }`.
-fn budget_message(error: &serde_saphyr::Error) -> Option<String> {
-    use pullwarden_input::YamlLimit;
-    use serde_saphyr::budget::BudgetBreach;
-    let mut error = error;
-    while let serde_saphyr::Error::WithSnippet { error: inner, .. }
-    | serde_saphyr::Error::AliasError { error: inner, .. } = error
-    {
-        error = inner;
-    }
-    let serde_saphyr::Error::Budget { breach, .. } = error else {
-        return None;
-    };
-    let limit = match breach {
-        BudgetBreach::Nodes { .. } => YamlLimit::Nodes,
-        BudgetBreach::Events { .. } => YamlLimit::Events,
-        BudgetBreach::Documents { .. } => YamlLimit::Documents,
-        BudgetBreach::Depth { .. } => YamlLimit::Depth,
-        BudgetBreach::ScalarBytes { .. } => YamlLimit::ScalarBytes,
-        BudgetBreach::Aliases { .. }
-        | BudgetBreach::Anchors { .. }
-        | BudgetBreach::AliasAnchorRatio { .. } => {
-            return Some("it uses more aliases (`*name`) than the parser accepts".to_owned());
-        }
-        _ => return Some("it exceeds a limit of the YAML parser".to_owned()),
-    };
-    Some(pullwarden_input::YamlLimits::SNAPSHOT.exceeded(limit))
 }
 
 /// A YAML document of a file and the line (1-based) its text starts on.
@@ -566,7 +529,7 @@ fn yaml_documents(text: &str) -> Vec<YamlDocument> {
 /// problem ("did not find expected key"); its source snippet, which could
 /// show a Secret's data, is never used.
 fn yaml_syntax_error(error: &serde_saphyr::Error, at: &At, first_line: u64) -> LiveFileError {
-    if let Some(reason) = budget_message(error) {
+    if let Some(reason) = pullwarden_input::YamlLimits::SNAPSHOT.breach_message(error) {
         return LiveFileError::OverLimit {
             file: at.file.to_owned(),
             document: at.document,

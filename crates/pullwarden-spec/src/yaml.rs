@@ -60,11 +60,11 @@ pub fn parse_documents(source: &str) -> Result<Vec<Node>, SyntaxError> {
     let limits = pullwarden_input::YamlLimits::WORKSPACE;
     let options = serde_saphyr::options! {
         duplicate_keys: serde_saphyr::DuplicateKeyPolicy::LastWins,
-        budget: Some(budget(&limits)),
+        budget: Some(limits.budget()),
     };
     let docs: Vec<SpannedValue> = serde_saphyr::from_multiple_with_options(source, options)
         .map_err(|err| {
-            let over_limit = budget_message(&err, &limits);
+            let over_limit = limits.breach_message(&err);
             SyntaxError {
                 over_limit: over_limit.is_some(),
                 message: over_limit.unwrap_or_else(|| first_line(&err.to_string())),
@@ -78,51 +78,6 @@ pub fn parse_documents(source: &str) -> Result<Vec<Node>, SyntaxError> {
         .map(|doc| doc.into_node(source))
         .filter(|node| node.value != Value::Null)
         .collect())
-}
-
-/// The parser's budget from pullwarden's limits (the rest of its defaults
-/// stay: aliases, anchors, merge keys).
-pub fn budget(limits: &pullwarden_input::YamlLimits) -> serde_saphyr::Budget {
-    let mut budget = serde_saphyr::Budget::default();
-    budget.max_nodes = limits.nodes;
-    budget.max_events = limits.events;
-    budget.max_documents = limits.documents;
-    budget.max_depth = limits.depth;
-    budget.max_total_scalar_bytes = limits.scalar_bytes;
-    budget
-}
-
-/// A breached budget, said for people ("a workspace file holds more than
-/// 4,000,000 YAML nodes ..."), instead of the parser's `Nodes { nodes: N }`.
-pub fn budget_message(
-    error: &serde_saphyr::Error,
-    limits: &pullwarden_input::YamlLimits,
-) -> Option<String> {
-    use pullwarden_input::YamlLimit;
-    use serde_saphyr::budget::BudgetBreach;
-    let mut error = error;
-    while let serde_saphyr::Error::WithSnippet { error: inner, .. }
-    | serde_saphyr::Error::AliasError { error: inner, .. } = error
-    {
-        error = inner;
-    }
-    let serde_saphyr::Error::Budget { breach, .. } = error else {
-        return None;
-    };
-    let limit = match breach {
-        BudgetBreach::Nodes { .. } => YamlLimit::Nodes,
-        BudgetBreach::Events { .. } => YamlLimit::Events,
-        BudgetBreach::Documents { .. } => YamlLimit::Documents,
-        BudgetBreach::Depth { .. } => YamlLimit::Depth,
-        BudgetBreach::ScalarBytes { .. } => YamlLimit::ScalarBytes,
-        BudgetBreach::Aliases { .. }
-        | BudgetBreach::Anchors { .. }
-        | BudgetBreach::AliasAnchorRatio { .. } => {
-            return Some("it uses more aliases (`*name`) than the parser accepts".to_owned());
-        }
-        _ => return Some("it exceeds a limit of the YAML parser".to_owned()),
-    };
-    Some(limits.exceeded(limit))
 }
 
 /// The parser's message without its own "error: line N column M:" prefix
