@@ -67,8 +67,6 @@ impl Planner<'_> {
                     if options.adopt && rb.meta.ownership(&ws.name) == Ownership::Unmanaged =>
                 {
                     kept.insert((ns.clone(), name.clone()));
-                    let have: BTreeSet<&RbacSubject> = rb.subjects.iter().collect();
-                    let wanted: BTreeSet<&RbacSubject> = subjects.iter().collect();
                     changes.push(Change {
                         namespace: ns.clone(),
                         kind: ObjectKind::RoleBinding,
@@ -76,19 +74,7 @@ impl Planner<'_> {
                         action: Action::Adopt,
                         source,
                         assumed: Some(Assumed::of(&rb.meta)),
-                        detail: Detail::RoleBinding(RoleBindingDiff {
-                            role: want.role.clone(),
-                            subjects_added: wanted
-                                .difference(&have)
-                                .map(|s| (*s).clone())
-                                .collect(),
-                            subjects_removed: have
-                                .difference(&wanted)
-                                .map(|s| (*s).clone())
-                                .collect(),
-                            subjects,
-                            replaces: None,
-                        }),
+                        detail: Detail::RoleBinding(rewrite(rb, &want.role, subjects)),
                     });
                 }
                 Some(rb) if rb.meta.ownership(&ws.name) != Ownership::Ours => {
@@ -122,19 +108,7 @@ impl Planner<'_> {
                         action: Action::Update,
                         source,
                         assumed: Some(Assumed::of(&rb.meta)),
-                        detail: Detail::RoleBinding(RoleBindingDiff {
-                            role: want.role.clone(),
-                            subjects_added: wanted
-                                .difference(&have)
-                                .map(|s| (*s).clone())
-                                .collect(),
-                            subjects_removed: have
-                                .difference(&wanted)
-                                .map(|s| (*s).clone())
-                                .collect(),
-                            subjects,
-                            replaces: None,
-                        }),
+                        detail: Detail::RoleBinding(rewrite(rb, &want.role, subjects)),
                     });
                 }
                 None => {
@@ -223,5 +197,19 @@ impl Planner<'_> {
                 });
             }
         }
+    }
+}
+
+/// The diff of an existing binding rewritten to `subjects` (an update, or an
+/// adoption): what is added and removed, and the full list apply writes.
+fn rewrite(rb: &LiveRoleBinding, role: &str, subjects: Vec<RbacSubject>) -> RoleBindingDiff {
+    let have: BTreeSet<&RbacSubject> = rb.subjects.iter().collect();
+    let wanted: BTreeSet<&RbacSubject> = subjects.iter().collect();
+    RoleBindingDiff {
+        role: role.to_owned(),
+        subjects_added: wanted.difference(&have).map(|s| (*s).clone()).collect(),
+        subjects_removed: have.difference(&wanted).map(|s| (*s).clone()).collect(),
+        subjects,
+        replaces: None,
     }
 }
