@@ -69,6 +69,15 @@ pub enum Command {
     /// project and which binding grants it. `--probe` asks the registry itself.
     /// Exit 0 it will pull (as far as the cluster can tell), 2 it will not, 1 error.
     CanPull(CanPullArgs),
+    /// Who may pull what in the workspace's scope: for every ServiceAccount (and every
+    /// `allServiceAccountsIn` group), the registries its pull secrets cover and the
+    /// OpenShift projects whose images RBAC lets it pull. Exit 0, 1 on error or, with
+    /// `--verify`, when the API server disagrees.
+    Access(AccessArgs),
+    /// The semantic difference between the workspace at a git revision (or a folder) and
+    /// now, without a cluster: declarations added, removed and changed, namespaces newly
+    /// matched (with `--live`) and the pull access that moves. Exit 0, 1 on error.
+    Diff(DiffArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -96,6 +105,64 @@ pub struct ImportArgs {
     pub live: Option<PathBuf>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct AccessArgs {
+    /// A workspace file or directory (its scope and grants decide who is listed).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// Read Kubernetes objects saved as YAML/JSON instead of the cluster. A snapshot holds
+    /// no roles: project access is evaluated from its RoleBindings to OpenShift's image roles.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub live: Option<PathBuf>,
+    /// Only subjects in these namespaces (a name or glob).
+    #[arg(long, value_name = "GLOB")]
+    pub namespace: Option<String>,
+    /// Only this ServiceAccount, as `NAMESPACE/NAME`.
+    #[arg(long, value_name = "NS/NAME")]
+    pub service_account: Option<String>,
+    /// Only registry access to this host (`quay.io`, `registry.example.com:5000`).
+    #[arg(long, value_name = "HOST")]
+    pub registry: Option<String>,
+    /// Output format (on stdout).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
+    /// Name the granting objects (bindings, Secrets) of every line.
+    #[arg(long)]
+    pub explain: bool,
+    /// Re-check every ServiceAccount's project line with a SubjectAccessReview; exit 1 on any
+    /// disagreement.
+    #[arg(long, conflicts_with = "live")]
+    pub verify: bool,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct DiffArgs {
+    /// A workspace file or directory (now).
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// The git revision to compare with (`HEAD~1`, `origin/main`): the same path at that
+    /// revision, read with `git ls-tree` and `git show` (no checkout).
+    #[arg(
+        long,
+        value_name = "REV",
+        required_unless_present = "base_path",
+        conflicts_with = "base_path"
+    )]
+    pub base: Option<String>,
+    /// A folder holding the workspace to compare with, instead of a git revision.
+    #[arg(long, value_name = "DIR")]
+    pub base_path: Option<PathBuf>,
+    /// Kubernetes objects saved as YAML/JSON (or a `pullwarden snapshot`): expands globs,
+    /// shows namespaces newly matched, and adds the ServiceAccounts and RoleBindings it holds.
+    #[arg(long, value_name = "FILE_OR_DIR")]
+    pub live: Option<PathBuf>,
+    /// Output format (on stdout).
+    #[arg(long, value_enum, default_value_t = PlanFormat::Text)]
+    pub format: PlanFormat,
 }
 
 #[derive(Args, Debug)]
@@ -307,6 +374,8 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         Command::Snapshot(args) => crate::commands::snapshot(args, out),
         Command::Import(args) => crate::commands::import(args, out),
         Command::CanPull(args) => crate::commands::can_pull::can_pull(args, out),
+        Command::Access(args) => crate::commands::access::access(args, out),
+        Command::Diff(args) => crate::commands::diff::diff(args, out),
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(

@@ -32,6 +32,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let (ws, registries) = load_resolved(&args.path, out)?;
     let rt = runtime(out)?;
     let client = connect(&rt, &args.cluster, out)?;
+    let policy_task = super::access::start_policy_read(&rt, &client, &args.cluster);
     let live = read_live_for(
         &rt,
         LiveSource::Cluster(&client),
@@ -40,7 +41,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         &read_options(&args.cluster),
         out,
     )?;
-    let (plan, desired) = if let Some(saved) = saved {
+    let (mut plan, desired) = if let Some(saved) = saved {
         let fresh = make_plan(&ws, &registries, &live, saved.plan.adopt);
         if let Err(refusal) = saved::accept(&saved, &ws.name, &live, &fresh.plan, &fresh.desired) {
             if let saved::Refusal::Stale(reasons) = &refusal {
@@ -60,6 +61,8 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         let planned = make_plan(&ws, &registries, &live, args.adopt);
         (planned.plan, planned.desired)
     };
+    let policy = super::access::finish_policy_read(&rt, policy_task);
+    super::access::attach_access(&mut plan, &ws, &live, &policy, out);
     out.data(&render::text(&plan, out.style()));
     if !plan.errors.is_empty() {
         out.status("pullwarden: the plan has errors; nothing was applied");

@@ -1,9 +1,11 @@
 //! The commands that talk to a cluster: loading, resolving, reading the live
 //! state, planning, and printing. Exit codes are decided here.
 
+pub mod access;
 mod apply;
 pub mod can_pull;
 pub mod check_registries;
+pub mod diff;
 mod drift;
 mod import;
 mod plan;

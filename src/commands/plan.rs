@@ -5,7 +5,13 @@ use std::process::ExitCode;
 use pullwarden_core::render;
 use pullwarden_core::saved;
 
-use super::{live_state, load_resolved, make_plan, random_bytes, write_atomically};
+use super::access::{
+    PolicyRead, attach_access, finish_policy_read, snapshot_policy, start_policy_read,
+};
+use super::{
+    Failed, LiveSource, connect, load_resolved, make_plan, named_namespaces, random_bytes,
+    read_live_for, read_options, runtime, write_atomically,
+};
 use crate::cli::{PlanArgs, PlanFormat};
 use crate::output::Output;
 
@@ -13,10 +19,11 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
     let Ok((ws, registries)) = load_resolved(&args.path, out) else {
         return ExitCode::from(1);
     };
-    let Ok(live) = live_state(args.live.as_deref(), &args.cluster, Some(&ws), out) else {
+    let Ok((live, read)) = live_and_policy(args, &ws, out) else {
         return ExitCode::from(1);
     };
-    let planned = make_plan(&ws, &registries, &live, args.adopt);
+    let mut planned = make_plan(&ws, &registries, &live, args.adopt);
+    attach_access(&mut planned.plan, &ws, &live, &read, out);
     let plan = &planned.plan;
     match args.format {
         PlanFormat::Text => out.data(&render::text(plan, out.style())),
@@ -51,4 +58,40 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
         return ExitCode::from(2);
     }
     ExitCode::SUCCESS
+}
+
+/// The live state and the RBAC policy the access section is evaluated on:
+/// from a snapshot, its RoleBindings; from the cluster, read alongside.
+fn live_and_policy(
+    args: &PlanArgs,
+    ws: &pullwarden_core::model::Workspace,
+    out: &Output,
+) -> Result<(pullwarden_core::live::LiveState, PolicyRead), Failed> {
+    let rt = runtime(out)?;
+    let named = named_namespaces(ws);
+    let options = read_options(&args.cluster);
+    if let Some(path) = &args.live {
+        let live = read_live_for(
+            &rt,
+            LiveSource::Snapshot(path),
+            &named,
+            Some(ws),
+            &options,
+            out,
+        )?;
+        let read = snapshot_policy(&live);
+        Ok((live, read))
+    } else {
+        let client = connect(&rt, &args.cluster, out)?;
+        let task = start_policy_read(&rt, &client, &args.cluster);
+        let live = read_live_for(
+            &rt,
+            LiveSource::Cluster(&client),
+            &named,
+            Some(ws),
+            &options,
+            out,
+        )?;
+        Ok((live, finish_policy_read(&rt, task)))
+    }
 }

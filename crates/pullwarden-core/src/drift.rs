@@ -552,6 +552,7 @@ mod tests {
             errors,
             warnings: Vec::new(),
             matched_namespaces: BTreeSet::new(),
+            access: None,
         }
     }
 

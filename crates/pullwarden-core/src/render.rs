@@ -7,6 +7,7 @@ use std::fmt::Write as _;
 use serde::Serialize;
 use similar::{ChangeTag, TextDiff};
 
+use crate::plan::access::{AccessChanges, AccessLine};
 use crate::plan::{
     Action, Change, Detail, EntryDiff, EntryStatus, Finding, LinkDiff, ObjectKind, Plan,
     RoleBindingDiff, SecretDiff, Summary,
@@ -128,6 +129,10 @@ pub fn text(plan: &Plan, style: Style) -> String {
     if !plan.changes.is_empty() {
         out.push('\n');
     }
+    if let Some(access) = &plan.access {
+        access_text(&mut out, access, style);
+        out.push('\n');
+    }
     for finding in &plan.errors {
         let _ = writeln!(
             out,
@@ -158,6 +163,100 @@ pub fn text(plan: &Plan, style: Style) -> String {
         let _ = writeln!(out, "{refusal}");
     }
     out
+}
+
+/// One access line for people: `system:serviceaccount:a:default may pull from project b`.
+pub fn access_line(line: &AccessLine, gained: bool) -> String {
+    let verb = if gained {
+        "may now pull from"
+    } else {
+        "may no longer pull from"
+    };
+    let mut text = format!(
+        "{} {verb} {} {}",
+        line.subject,
+        line.kind.as_str(),
+        line.target
+    );
+    if !line.via.is_empty() {
+        let _ = write!(
+            text,
+            " ({} {})",
+            if gained { "via" } else { "was via" },
+            line.via.join(", ")
+        );
+    }
+    if !line.declarations.is_empty() {
+        let _ = write!(text, "; declared by {}", line.declarations.join(", "));
+    }
+    safe(&text)
+}
+
+/// The heading line of the access section.
+fn access_heading(access: &AccessChanges) -> String {
+    if let Some(reason) = &access.unavailable {
+        return safe(&format!("Access: unavailable: {reason}"));
+    }
+    if access.is_unchanged() {
+        return "Access: no access change.".to_owned();
+    }
+    format!(
+        "Access: {} gained, {} lost.",
+        access.gained.len(),
+        access.lost.len()
+    )
+}
+
+fn access_text(out: &mut String, access: &AccessChanges, style: Style) {
+    let _ = writeln!(out, "{}", style.paint("1", &access_heading(access)));
+    for line in &access.gained {
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            style.paint("32", "+"),
+            access_line(line, true)
+        );
+    }
+    for line in &access.lost {
+        let _ = writeln!(
+            out,
+            "  {} {}",
+            style.paint("31", "-"),
+            access_line(line, false)
+        );
+    }
+    for note in &access.notes {
+        let _ = writeln!(out, "  note: {}", safe(note));
+    }
+}
+
+fn access_markdown(out: &mut String, access: &AccessChanges) {
+    if access.unavailable.is_some() || access.is_unchanged() {
+        let _ = writeln!(out, "\n**{}**", escape_md(&access_heading(access)));
+        for note in &access.notes {
+            let _ = writeln!(out, "\n_note: {}_", escape_md(&safe(note)));
+        }
+        return;
+    }
+    let mut body = String::new();
+    for line in &access.gained {
+        let _ = writeln!(body, "+ {}", access_line(line, true));
+    }
+    for line in &access.lost {
+        let _ = writeln!(body, "- {}", access_line(line, false));
+    }
+    let longest = body.split(|c| c != '`').map(str::len).max().unwrap_or(0);
+    let fence = "`".repeat(longest.max(2) + 1);
+    let _ = write!(
+        out,
+        "\n<details><summary>Access: {} gained, {} lost</summary>\n\n{fence}diff\n{body}{fence}\n",
+        access.gained.len(),
+        access.lost.len()
+    );
+    for note in &access.notes {
+        let _ = writeln!(out, "\n_note: {}_", escape_md(&safe(note)));
+    }
+    out.push_str("\n</details>\n");
 }
 
 /// With errors, the plan is not the cluster's way to the workspace: say so
@@ -356,6 +455,9 @@ pub fn markdown(plan: &Plan) -> String {
         for f in &plan.warnings {
             let _ = writeln!(out, "- :warning: {}", escape_md(&finding_text(f)));
         }
+    }
+    if let Some(access) = &plan.access {
+        access_markdown(&mut out, access);
     }
     let mut namespaces: Vec<&str> = plan.changes.iter().map(|c| c.namespace.as_str()).collect();
     namespaces.dedup();

@@ -324,6 +324,7 @@ mod tests {
             warnings: Vec::new(),
             matched_namespaces: std::collections::BTreeSet::new(),
             schedule: Schedule::default(),
+            access: None,
         }
     }
 

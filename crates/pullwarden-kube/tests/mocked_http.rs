@@ -294,6 +294,7 @@ async fn a_create_whose_response_was_lost_is_done_when_our_object_is_there() {
         warnings: Vec::new(),
         matched_namespaces: std::collections::BTreeSet::new(),
         schedule: pullwarden_core::plan::Schedule::default(),
+        access: None,
     };
     let mut script = Script::default();
     // The first create lands but its answer is lost (503); the retry meets

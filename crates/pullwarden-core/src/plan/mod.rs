@@ -12,6 +12,7 @@ use crate::live::{LiveState, Meta, RbacSubject};
 use crate::model::Workspace;
 use crate::secret::DigestKey;
 
+pub mod access;
 mod desired;
 pub mod links;
 mod role_bindings;
@@ -52,6 +53,10 @@ pub struct Plan {
     /// The order apply runs the changes in, decided here: apply makes no choice.
     #[serde(default)]
     pub schedule: Schedule,
+    /// Who gains and who loses pull access (`access::plan_access`), set by the
+    /// caller that read the RBAC policy; absent in the JSON when nothing moves.
+    #[serde(default, skip_serializing_if = "access::is_silent")]
+    pub access: Option<access::AccessChanges>,
 }
 
 impl Plan {
@@ -389,6 +394,7 @@ impl Planner<'_> {
             warnings,
             matched_namespaces: desired.matched_namespaces.clone(),
             schedule,
+            access: None,
         }
     }
 }
