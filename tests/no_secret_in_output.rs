@@ -209,6 +209,39 @@ fn no_canary_reaches_any_output_or_saved_plan() {
         );
         outputs.push((format!("{args:?}"), text));
     }
+    // access names the registries and Secrets, never a credential.
+    for format in ["text", "markdown", "json"] {
+        let args = [
+            "access",
+            "ws",
+            "--live",
+            "live.yaml",
+            "--explain",
+            "--format",
+            format,
+        ];
+        let (code, text) = run(dir.path(), &args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        assert!(text.contains("canary-pull"), "{args:?}: {text}");
+        outputs.push((format!("{args:?}"), text));
+    }
+    // diff (against itself, and with the credentials changed) shows where a
+    // credential comes from, never its value.
+    for format in ["text", "markdown", "json"] {
+        let args = [
+            "diff",
+            "ws",
+            "--base-path",
+            "ws",
+            "--live",
+            "live.yaml",
+            "--format",
+            format,
+        ];
+        let (code, text) = run(dir.path(), &args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        outputs.push((format!("{args:?}"), text));
+    }
     // The plan shows the change without its values.
     let text_plan = &outputs[0].1;
     assert!(text_plan.contains("(sensitive, changed)"), "{text_plan}");
