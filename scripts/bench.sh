@@ -231,7 +231,7 @@ for n in $SIZES; do
   pwflags=(--kubeconfig "$kcfg" --context pullwarden-admin --color never)
   floor=("$FLOOR" --kubeconfig "$kcfg" --context pullwarden-admin)
   measure "pullwarden apply (cold)" 1 0 "$PW" apply "$gen/workspace" --auto-approve "${pwflags[@]}"
-  note "apply: $(grep -h '^Apply complete' "$work/last.stderr" || plan_line "$work/last.stdout")"
+  note "apply: $(grep -hi '^apply complete' "$work/last.stderr" || plan_line "$work/last.stdout")"
   measure "pullwarden plan (no changes)" "$REPEATS" 0 "$PW" plan "$gen/workspace" --detailed-exitcode "${pwflags[@]}"
   measure "floor: the same LISTs, not decoded" "$REPEATS" 0 "${floor[@]}"
   note "floor: $(cat "$work/last.stdout")"
@@ -298,7 +298,7 @@ done
 
 # ---- report --------------------------------------------------------------
 get() { awk -F'|' -v n="$1" -v l="$2" -v c="$3" '$1 == n && $2 == l {print $c}' "$rows"; }
-ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "-"}'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && b > 0) printf "%.2f", a / b; else print "-"}'; }
 mkdir -p "$(dirname "$OUT")"
 {
   echo "# pullwarden benchmark results"
