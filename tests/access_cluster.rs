@@ -224,6 +224,10 @@ async fn cluster_access_shows_the_openshift_examples_grants_and_the_plan_their_l
     }
     let text_plan = run(&["plan", ws, "--kubeconfig", ci]).await;
     assert!(
+        text_plan.stdout.contains("Access: 0 gained, 3 lost."),
+        "{text_plan}"
+    );
+    assert!(
         text_plan.stdout.contains(
             "- system:serviceaccount:project-c:default may no longer pull from project project-b"
         ),

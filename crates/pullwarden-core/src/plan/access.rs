@@ -44,9 +44,8 @@ pub const SNAPSHOT_POLICY_NOTE: &str = "project access from the snapshot's RoleB
 ClusterRoles or ClusterRoleBindings, so grants through any other role are not shown";
 
 /// Registry coverage, for people.
-pub const REGISTRY_NOTE: &str = "registries from the ServiceAccounts' imagePullSecrets, for the Secrets whose data \
-pullwarden reads (its own and those holding a PullSecret's name); OpenShift's own dockercfg Secrets are not counted \
-(the project lines stand for the integrated registry)";
+pub const REGISTRY_NOTE: &str = "registries from the ServiceAccounts' imagePullSecrets and their docker configs; \
+OpenShift's own dockercfg Secrets are not counted (the project lines stand for the integrated registry)";
 
 /// Project or registry.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
