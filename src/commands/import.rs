@@ -48,7 +48,8 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
         ));
         return ExitCode::from(1);
     }
-    for (name, text) in &imported.files {
+    let files = pullwarden_spec::emit::workspace_files(&imported.workspace, &imported.variables);
+    for (name, text) in &files {
         if let Err(e) = write_atomically(&args.out.join(name), text) {
             out.status(&format!("pullwarden: cannot write {name}: {e}"));
             return ExitCode::from(1);
@@ -59,7 +60,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
     }
     out.status(&format!(
         "wrote {} files to {}; set the {} variables listed in credentials.env.example, then run `pullwarden plan {} --adopt`",
-        imported.files.len(),
+        files.len(),
         args.out.display(),
         imported.variables.len(),
         args.out.display()

@@ -12,7 +12,6 @@
 //! secrets, and the grants as already satisfied by the existing bindings.
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::fmt::Write as _;
 
 use crate::dockerconfig::{self, ConfigFormat, Entry};
 use crate::live::{LiveSecret, LiveState, Ownership, RbacSubject};
@@ -26,14 +25,69 @@ pub const IMAGE_ROLES: [&str; 3] = [
     "system:image-builder",
 ];
 
-#[derive(Clone, Debug, Default)]
+/// What import found: a workspace as domain values (the spec crate writes it
+/// as YAML: `pullwarden_spec::emit`), the variables it reads, and what was
+/// left out.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Imported {
-    /// File name -> YAML text.
-    pub files: BTreeMap<String, String>,
+    pub workspace: ImportedWorkspace,
     /// Environment variables the workspace reads, with what each must hold.
     pub variables: Vec<(String, String)>,
     /// What was left out, and why.
     pub skipped: Vec<String>,
+}
+
+/// A starting workspace. Every text in it that came from the cluster is as
+/// the cluster had it: the writer escapes it for YAML and comments.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ImportedWorkspace {
+    pub name: String,
+    /// The namespaces in scope, exactly; `["*"]` when nothing was imported.
+    pub include: Vec<String>,
+    pub prune: bool,
+    pub registries: Vec<ImportedRegistry>,
+    pub pull_secrets: Vec<ImportedPullSecret>,
+    pub grants: Vec<ImportedGrant>,
+}
+
+/// A Registry whose username and password come from environment variables.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedRegistry {
+    pub name: String,
+    pub server: String,
+    pub username_variable: String,
+    pub password_variable: String,
+    pub email: Option<String>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedPullSecret {
+    pub name: String,
+    /// Where it was found, for a comment.
+    pub found_in: Vec<String>,
+    pub format: crate::model::SecretFormat,
+    pub registries: Vec<String>,
+    pub namespaces: Vec<String>,
+    /// Service accounts linked, with (pull, mount); `ifMissing: skip`.
+    pub service_accounts: Vec<(String, bool, bool)>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ImportedGrant {
+    pub name: String,
+    /// The binding it was found as, for a comment.
+    pub found_as: String,
+    pub role: String,
+    pub namespaces: Vec<String>,
+    pub to: Vec<ImportedSubject>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum ImportedSubject {
+    ServiceAccount { namespace: String, name: String },
+    AllServiceAccountsIn(String),
+    Group(String),
+    User(String),
 }
 
 /// A registry credential, identified without its values.
@@ -60,21 +114,6 @@ struct Candidate<'a> {
 /// `credentials.env.example`) or a message: no line breaks or control characters.
 fn plain(text: &str) -> String {
     crate::escape::text(text)
-}
-
-/// A YAML double-quoted scalar holding `text` exactly: JSON's escapes, and
-/// `\\uXXXX` for what JSON leaves raw but a terminal or editor would act on.
-fn yaml_string(text: &str) -> String {
-    let json = serde_json::to_string(text).expect("strings serialize");
-    let mut out = String::with_capacity(json.len());
-    for c in json.chars() {
-        if crate::escape::is_unsafe(c) {
-            let _ = write!(out, "\\u{:04X}", u32::from(c));
-        } else {
-            out.push(c);
-        }
-    }
-    out
 }
 
 /// A DNS-subdomain-safe name from arbitrary text.
@@ -207,7 +246,6 @@ pub fn import(
     let mut registry_of: BTreeMap<CredentialKey, String> = BTreeMap::new();
     let mut registry_names = BTreeSet::new();
     let mut variable_stems = BTreeSet::new();
-    let mut registries_yaml = String::new();
     let credential = |entry: &Entry| CredentialKey {
         server: entry.server.clone(),
         username: entry.username.digest(key),
@@ -217,7 +255,6 @@ pub fn import(
 
     // 3. One PullSecret per name: the largest group of namespaces with the same
     //    content and the same links; the others are skipped.
-    let mut secrets_yaml = String::new();
     let mut targets: BTreeSet<String> = BTreeSet::new();
     for (name, candidates) in &by_name {
         let mut groups: BTreeMap<GroupKey, Vec<&Candidate<'_>>> = BTreeMap::new();
@@ -267,64 +304,46 @@ pub fn import(
                 // only through `plain`: `credentials.env.example` is sourced by a shell.
                 let source = plain(&format!("{}/{}", first.secret.meta.namespace, name));
                 let server = plain(&entry.server);
-                out.variables.push((user_var.clone(), format!("the username for {server} (as in Secret {source})")));
-                out.variables.push((pass_var.clone(), format!("the password for {server} (as in Secret {source})")));
-                let _ = write!(
-                    registries_yaml,
-                    "---\napiVersion: pullwarden.dev/v1alpha1\nkind: Registry\nmetadata:\n  name: {}\nspec:\n  server: {}\n  username: {{fromEnv: {user_var}}}\n  password: {{fromEnv: {pass_var}}}\n",
-                    yaml_string(&registry),
-                    yaml_string(&entry.server),
-                );
-                if let Some(email) = &entry.email {
-                    let _ = writeln!(registries_yaml, "  email: {}", yaml_string(email));
-                }
+                out.variables.push((
+                    user_var.clone(),
+                    format!("the username for {server} (as in Secret {source})"),
+                ));
+                out.variables.push((
+                    pass_var.clone(),
+                    format!("the password for {server} (as in Secret {source})"),
+                ));
+                out.workspace.registries.push(ImportedRegistry {
+                    name: registry.clone(),
+                    server: entry.server.clone(),
+                    username_variable: user_var,
+                    password_variable: pass_var,
+                    email: entry.email.clone(),
+                });
                 registry
             });
-            registry_list.push(yaml_string(registry));
+            registry_list.push(registry.clone());
         }
         let namespaces: Vec<String> = chosen
             .iter()
             .map(|c| c.secret.meta.namespace.clone())
             .collect();
         targets.extend(namespaces.iter().cloned());
-        let _ = write!(
-            secrets_yaml,
-            "---\n# imported from Secret {} in {}\napiVersion: pullwarden.dev/v1alpha1\nkind: PullSecret\nmetadata:\n  name: {}\nspec:\n",
-            plain(name),
-            plain(&namespaces.join(", ")),
-            yaml_string(name)
-        );
-        if first.format == ConfigFormat::Dockercfg {
-            secrets_yaml.push_str("  format: dockercfg\n");
-        }
-        let _ = writeln!(secrets_yaml, "  registries: [{}]", registry_list.join(", "));
-        let _ = writeln!(
-            secrets_yaml,
-            "  namespaces: [{}]",
-            namespaces
-                .iter()
-                .map(|n| yaml_string(n))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
         let accounts: BTreeSet<&String> = pull.iter().chain(mount.iter()).collect();
-        if !accounts.is_empty() {
-            secrets_yaml.push_str("  serviceAccounts:\n");
-            for sa in accounts {
-                let purposes: Vec<&str> =
-                    [("pull", pull.contains(sa)), ("mount", mount.contains(sa))]
-                        .iter()
-                        .filter(|(_, on)| *on)
-                        .map(|(p, _)| *p)
-                        .collect();
-                let _ = writeln!(
-                    secrets_yaml,
-                    "    - name: {}\n      for: [{}]\n      ifMissing: skip",
-                    yaml_string(sa),
-                    purposes.join(", ")
-                );
-            }
-        }
+        out.workspace.pull_secrets.push(ImportedPullSecret {
+            name: (*name).to_string(),
+            found_in: namespaces.clone(),
+            format: if first.format == ConfigFormat::Dockercfg {
+                crate::model::SecretFormat::Dockercfg
+            } else {
+                crate::model::SecretFormat::DockerConfigJson
+            },
+            registries: registry_list,
+            namespaces,
+            service_accounts: accounts
+                .into_iter()
+                .map(|sa| (sa.clone(), pull.contains(sa), mount.contains(sa)))
+                .collect(),
+        });
     }
 
     // 4. Grants from the image-role bindings that are not OpenShift's.
@@ -353,22 +372,21 @@ pub fn import(
         entry.1.push(meta.namespace.clone());
     }
     let mut grant_names = BTreeSet::new();
-    let mut grants_yaml = String::new();
     for ((role, subjects), (first_name, namespaces)) in &grants {
         let mut to = Vec::new();
         for s in subjects {
-            let subject_line = match (s.kind.as_str(), &s.namespace) {
-                ("ServiceAccount", Some(ns)) => format!(
-                    "serviceAccount: {}",
-                    yaml_string(&format!("{ns}/{}", s.name))
-                ),
+            let subject = match (s.kind.as_str(), &s.namespace) {
+                ("ServiceAccount", Some(ns)) => ImportedSubject::ServiceAccount {
+                    namespace: ns.clone(),
+                    name: s.name.clone(),
+                },
                 ("Group", _) => match s.name.strip_prefix("system:serviceaccounts:") {
                     Some(ns) if !ns.is_empty() => {
-                        format!("allServiceAccountsIn: {}", yaml_string(ns))
+                        ImportedSubject::AllServiceAccountsIn(ns.to_string())
                     }
-                    _ => format!("group: {}", yaml_string(&s.name)),
+                    _ => ImportedSubject::Group(s.name.clone()),
                 },
-                ("User", _) => format!("user: {}", yaml_string(&s.name)),
+                ("User", _) => ImportedSubject::User(s.name.clone()),
                 _ => {
                     out.skipped.push(plain(&format!(
                         "RoleBinding {}/{first_name}: subject {} cannot be expressed",
@@ -378,69 +396,28 @@ pub fn import(
                     continue;
                 }
             };
-            to.push(subject_line);
+            to.push(subject);
         }
         if to.is_empty() {
             continue;
         }
         targets.extend(namespaces.iter().cloned());
-        let name = unique(sanitize(first_name), &mut grant_names);
-        let _ = write!(
-            grants_yaml,
-            "---\n# imported from RoleBinding {} in {}\napiVersion: pullwarden.dev/v1alpha1\nkind: PullGrant\nmetadata:\n  name: {}\nspec:\n  role: {}\n  namespaces: [{}]\n  to:\n",
-            plain(first_name),
-            plain(&namespaces.join(", ")),
-            yaml_string(&name),
-            yaml_string(role),
-            namespaces
-                .iter()
-                .map(|n| yaml_string(n))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        for line in to {
-            let _ = writeln!(grants_yaml, "    - {line}");
-        }
+        out.workspace.grants.push(ImportedGrant {
+            name: unique(sanitize(first_name), &mut grant_names),
+            found_as: first_name.clone(),
+            role: role.clone(),
+            namespaces: namespaces.clone(),
+            to,
+        });
     }
 
-    let include: Vec<String> = if targets.is_empty() {
-        vec![yaml_string("*")]
+    out.workspace.name = workspace.to_string();
+    out.workspace.prune = true;
+    out.workspace.include = if targets.is_empty() {
+        vec!["*".to_string()]
     } else {
-        targets.iter().map(|t| yaml_string(t)).collect()
+        targets.into_iter().collect()
     };
-    out.files.insert(
-        "workspace.yaml".into(),
-        format!(
-            "# Written by `pullwarden import`. Review it, commit it, then set the variables\n# listed in credentials.env.example and run `pullwarden plan --adopt`.\napiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: {}\nspec:\n  namespaces:\n    include: [{}]\n  prune: true\n",
-            yaml_string(workspace),
-            include.join(", ")
-        ),
-    );
-    if !registries_yaml.is_empty() {
-        out.files.insert(
-            "registries.yaml".into(),
-            registries_yaml.trim_start_matches("---\n").to_string(),
-        );
-    }
-    if !secrets_yaml.is_empty() {
-        out.files.insert(
-            "pull-secrets.yaml".into(),
-            secrets_yaml.trim_start_matches("---\n").to_string(),
-        );
-    }
-    if !grants_yaml.is_empty() {
-        out.files.insert(
-            "grants.yaml".into(),
-            grants_yaml.trim_start_matches("---\n").to_string(),
-        );
-    }
-    let mut env = String::from(
-        "# The variables the imported workspace reads. Values are never written by pullwarden.\n",
-    );
-    for (var, what) in &out.variables {
-        let _ = writeln!(env, "# {}\n{var}=", plain(what));
-    }
-    out.files.insert("credentials.env.example".into(), env);
     out
 }
 
@@ -472,12 +449,13 @@ mod tests {
         }
     }
 
-    /// #16.1: a registry key chosen by whoever can create a Secret must not
-    /// become a shell command in `credentials.env.example` (which the README
-    /// sources), nor a line of any YAML file; `quay.io` and `quay-io` must
-    /// not share variables.
+    /// #16.1: a registry key chosen by whoever can create a Secret is kept
+    /// as data (the writer escapes it; `pullwarden-spec`'s `tests/emit.rs`
+    /// proves no line of any written file can be forged); the messages and
+    /// variable descriptions hold no control character; `quay.io` and
+    /// `quay-io` must not share variables.
     #[test]
-    fn hostile_registry_keys_cannot_run_code_or_share_a_credential() {
+    fn hostile_registry_keys_stay_data_and_never_share_a_credential() {
         let secret = |ns: &str, name: &str, server: &str| {
             let json = serde_json::json!({"auths": {server: {"username": "u", "password": "p"}}})
                 .to_string();
@@ -500,24 +478,6 @@ mod tests {
         live.secrets
             .push(secret("d", "sep", "r.example\u{2028}id\r$(id)"));
         let imported = import(&live, "ws", &[], &DigestKey::from_bytes([1; 32]));
-        let env = &imported.files["credentials.env.example"];
-        for line in env.lines() {
-            let is_comment = line.starts_with("# ");
-            let is_assignment = line.strip_suffix('=').is_some_and(|var| {
-                !var.is_empty()
-                    && var
-                        .chars()
-                        .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_')
-            });
-            assert!(
-                is_comment || is_assignment,
-                "a line a shell would run: {line:?}\n{env}"
-            );
-        }
-        assert!(
-            !crate::escape::needs_escaping(&env.replace('\n', "")),
-            "{env:?}"
-        );
         let vars: Vec<&String> = imported.variables.iter().map(|(v, _)| v).collect();
         let distinct: BTreeSet<&String> = vars.iter().copied().collect();
         assert_eq!(
@@ -526,13 +486,32 @@ mod tests {
             "no two registries share a variable: {vars:?}"
         );
         assert_eq!(vars.len(), 8);
-        for (name, text) in &imported.files {
-            for line in text.lines() {
-                assert!(!line.starts_with("touch"), "{name}: {text}");
-            }
+        for (var, what) in &imported.variables {
             assert!(
-                !crate::escape::needs_escaping(&text.replace('\n', "")),
-                "{name}: {text:?}"
+                var.chars()
+                    .all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_'),
+                "{var}"
+            );
+            assert!(!crate::escape::needs_escaping(what), "{what:?}");
+        }
+        let servers: BTreeSet<&str> = imported
+            .workspace
+            .registries
+            .iter()
+            .map(|r| r.server.as_str())
+            .collect();
+        assert!(
+            servers.contains("registry.example.com\ntouch /tmp/PWNED #"),
+            "kept as data"
+        );
+        for registry in &imported.workspace.registries {
+            assert!(
+                registry
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+                "a registry's name is a DNS name: {:?}",
+                registry.name
             );
         }
     }
@@ -575,7 +554,7 @@ mod tests {
             subjects: vec![RbacSubject::group("system:serviceaccounts:b")],
         });
         let imported = import(&live, "ws", &[], &DigestKey::from_bytes([1; 32]));
-        let all: String = imported.files.values().cloned().collect();
+        let all = format!("{imported:?}");
         assert!(!all.contains("PW-CANARY"), "{all}");
         assert!(
             !all.contains("dockercfg-x7k2p"),
@@ -585,18 +564,29 @@ mod tests {
             !all.contains("system:image-pullers"),
             "OpenShift's binding left out"
         );
-        assert!(all.contains("{fromEnv: PW_QUAY_IO_PASSWORD}"), "{all}");
+        let ws = &imported.workspace;
+        assert_eq!(ws.registries.len(), 1);
+        assert_eq!(ws.registries[0].password_variable, "PW_QUAY_IO_PASSWORD");
         // a and b share content and links: one PullSecret; c differs: skipped.
-        assert!(all.contains("namespaces: [\"a\", \"b\"]"), "{all}");
+        assert_eq!(ws.pull_secrets.len(), 1);
+        assert_eq!(ws.pull_secrets[0].namespaces, ["a", "b"]);
         assert_eq!(imported.skipped.len(), 1, "{:?}", imported.skipped);
         assert!(imported.skipped[0].contains("c/regcred"));
-        // The binding name's line break cannot start a new YAML line.
-        let grants = &imported.files["grants.yaml"];
+        // The binding name's line break stays data; the grant's own name is a DNS name.
+        assert_eq!(ws.grants.len(), 1);
+        assert_eq!(ws.grants[0].found_as, "evil\napiVersion: x");
         assert!(
-            !grants.lines().any(|l| l.starts_with("apiVersion: x")),
-            "{grants}"
+            ws.grants[0]
+                .name
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '.' || c == '-'),
+            "{:?}",
+            ws.grants[0].name
         );
-        assert!(grants.contains("allServiceAccountsIn: \"a\""), "{grants}");
+        assert_eq!(
+            ws.grants[0].to,
+            [ImportedSubject::AllServiceAccountsIn("a".into())]
+        );
         assert_eq!(imported.variables.len(), 2);
     }
 }

@@ -10,6 +10,7 @@
 
 pub mod credentials;
 pub mod diag;
+pub mod emit;
 pub mod format;
 pub mod load;
 pub mod lower;
