@@ -267,7 +267,7 @@ fn run(args: &CanPullArgs, out: &Output) -> Result<ExitCode, Failed> {
             let live = snapshot
                 .as_ref()
                 .expect("without a client, the answer comes from a snapshot");
-            let granted_by = snapshot_grants(live, project_ns, &namespace, &sa_name);
+            let granted_by = snapshot_grants(live, project_ns, stream, &namespace, &sa_name);
             (
                 !granted_by.is_empty(),
                 granted_by,
@@ -314,25 +314,17 @@ fn run(args: &CanPullArgs, out: &Output) -> Result<ExitCode, Failed> {
     })
 }
 
-/// Bindings in `project` (from a snapshot) that name the ServiceAccount and
-/// bind one of OpenShift's image roles.
-fn snapshot_grants(live: &LiveState, project_ns: &str, namespace: &str, sa: &str) -> Vec<String> {
-    live.role_bindings
-        .iter()
-        .filter(|rb| rb.meta.namespace == project_ns)
-        .filter(|rb| pullwarden_core::import::IMAGE_ROLES.contains(&rb.role_ref.name.as_str()))
-        .filter(|rb| {
-            rb.subjects
-                .iter()
-                .any(|s| project::subject_matches(s, namespace, sa))
-        })
-        .map(|rb| {
-            format!(
-                "RoleBinding {project_ns}/{} ({} {})",
-                rb.meta.name, rb.role_ref.kind, rb.role_ref.name
-            )
-        })
-        .collect()
+/// Bindings (from a snapshot) that let the ServiceAccount pull the stream:
+/// the snapshot's RoleBindings evaluated with OpenShift's image roles.
+fn snapshot_grants(
+    live: &LiveState,
+    project_ns: &str,
+    stream: &str,
+    namespace: &str,
+    sa: &str,
+) -> Vec<String> {
+    let policy = pullwarden_core::plan::access::policy_from_live(live);
+    pullwarden_kube::inspect::granting_bindings(&policy, namespace, sa, project_ns, stream)
 }
 
 /// Tries each candidate in order, as a runtime does, until one pulls;

@@ -148,27 +148,21 @@ fn env_stem(registry: &str, taken: &mut BTreeSet<String>) -> String {
         .chars()
         .map(|c| if c.is_ascii_alphanumeric() { c } else { '_' })
         .collect();
-    let stem = format!("PW_{base}");
-    if taken.insert(stem.clone()) {
-        return stem;
-    }
-    let mut n = 2;
-    loop {
-        let candidate = format!("{stem}_{n}");
-        if taken.insert(candidate.clone()) {
-            return candidate;
-        }
-        n += 1;
-    }
+    unique_with(format!("PW_{base}"), '_', taken)
 }
 
+/// `name`, or `name-2`, `name-3`, ...: the first not in `taken` (now taken).
 fn unique(name: String, taken: &mut BTreeSet<String>) -> String {
+    unique_with(name, '-', taken)
+}
+
+fn unique_with(name: String, separator: char, taken: &mut BTreeSet<String>) -> String {
     if taken.insert(name.clone()) {
         return name;
     }
     let mut n = 2;
     loop {
-        let candidate = format!("{name}-{n}");
+        let candidate = format!("{name}{separator}{n}");
         if taken.insert(candidate.clone()) {
             return candidate;
         }

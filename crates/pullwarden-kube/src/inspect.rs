@@ -9,13 +9,9 @@ use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
 };
 use k8s_openapi::api::core::v1::{Pod, Secret, ServiceAccount};
-use k8s_openapi::api::rbac::v1::{ClusterRole, ClusterRoleBinding, Role, RoleBinding};
 use kube::Client;
-use kube::api::{Api, ListParams, PostParams};
-use pullwarden_core::live::{LiveSecret, LiveServiceAccount, RbacSubject};
-use pullwarden_core::pull::project::{
-    Rule, rule_allows_pull, service_account_user, subject_matches,
-};
+use kube::api::{Api, PostParams};
+use pullwarden_core::live::{LiveSecret, LiveServiceAccount};
 
 use crate::cluster::{ClusterError, request_error};
 use crate::convert::{live_secret, live_service_account};
@@ -161,11 +157,11 @@ pub async fn project_access(
     stream: &str,
     policy: &RetryPolicy,
 ) -> Result<ProjectAccess, ClusterError> {
-    let (user, groups) = service_account_user(sa_namespace, sa_name);
+    let user = pullwarden_rbac::UserInfo::service_account(sa_namespace, sa_name);
     let review = SubjectAccessReview {
         spec: SubjectAccessReviewSpec {
-            user: Some(user),
-            groups: Some(groups),
+            user: Some(user.name),
+            groups: Some(user.groups),
             resource_attributes: Some(ResourceAttributes {
                 namespace: Some(project.to_owned()),
                 verb: Some("get".to_owned()),
@@ -186,75 +182,17 @@ pub async fn project_access(
         .map_err(|e| request_error(&e, None, "create", "subjectaccessreviews", "cluster scope"))?;
     let allowed = answer.status.is_some_and(|s| s.allowed);
 
-    let mut granted_by = Vec::new();
-    let bindings: Api<RoleBinding> = Api::namespaced(client.clone(), project);
-    let everything = ListParams::default();
-    let listed = retry(policy, || bindings.list(&everything))
-        .await
-        .map_err(|e| {
-            request_error(
-                &e,
-                None,
-                "list",
-                "rolebindings",
-                &format!("namespace {project}"),
-            )
-        })?;
-    for binding in listed.items {
-        let subjects = binding.subjects.clone().unwrap_or_default();
-        if !subjects
-            .iter()
-            .any(|s| subject_matches(&rbac_subject(s), sa_namespace, sa_name))
-        {
-            continue;
-        }
-        let rules = if binding.role_ref.kind == "ClusterRole" {
-            cluster_role_rules(client, &binding.role_ref.name, policy).await?
-        } else {
-            {
-                let roles: Api<Role> = Api::namespaced(client.clone(), project);
-                get_opt(
-                    &roles,
-                    &binding.role_ref.name,
-                    policy,
-                    "roles",
-                    &format!("namespace {project}"),
-                )
-                .await?
-                .map(|r| rules_of(r.rules.unwrap_or_default()))
-                .unwrap_or_default()
-            }
-        };
-        if rules.iter().any(|r| rule_allows_pull(r, stream)) {
-            granted_by.push(format!(
-                "RoleBinding {project}/{} ({} {})",
-                binding.metadata.name.unwrap_or_default(),
-                binding.role_ref.kind,
-                binding.role_ref.name
-            ));
-        }
-    }
-    let cluster_bindings: Api<ClusterRoleBinding> = Api::all(client.clone());
-    let listed = retry(policy, || cluster_bindings.list(&everything))
-        .await
-        .map_err(|e| request_error(&e, None, "list", "clusterrolebindings", "cluster scope"))?;
-    for binding in listed.items {
-        let subjects = binding.subjects.clone().unwrap_or_default();
-        if !subjects
-            .iter()
-            .any(|s| subject_matches(&rbac_subject(s), sa_namespace, sa_name))
-        {
-            continue;
-        }
-        let rules = cluster_role_rules(client, &binding.role_ref.name, policy).await?;
-        if rules.iter().any(|r| rule_allows_pull(r, stream)) {
-            granted_by.push(format!(
-                "ClusterRoleBinding {} (ClusterRole {})",
-                binding.metadata.name.unwrap_or_default(),
-                binding.role_ref.name
-            ));
-        }
-    }
+    // Which bindings grant it: the RBAC evaluator (proven against real
+    // SubjectAccessReviews) over the cluster's RBAC objects.
+    let policy = crate::rbac::read_rbac(
+        client,
+        &crate::ReadOptions {
+            retry: *policy,
+            ..crate::ReadOptions::default()
+        },
+    )
+    .await?;
+    let mut granted_by = granting_bindings(&policy, sa_namespace, sa_name, project, stream);
     granted_by.sort();
     Ok(ProjectAccess {
         allowed,
@@ -262,36 +200,32 @@ pub async fn project_access(
     })
 }
 
-async fn cluster_role_rules(
-    client: &Client,
-    name: &str,
-    policy: &RetryPolicy,
-) -> Result<Vec<Rule>, ClusterError> {
-    let roles: Api<ClusterRole> = Api::all(client.clone());
-    Ok(
-        get_opt(&roles, name, policy, "clusterroles", "cluster scope")
-            .await?
-            .map(|r| rules_of(r.rules.unwrap_or_default()))
-            .unwrap_or_default(),
-    )
-}
-
-fn rules_of(rules: Vec<k8s_openapi::api::rbac::v1::PolicyRule>) -> Vec<Rule> {
-    rules
-        .into_iter()
-        .map(|r| Rule {
-            verbs: r.verbs,
-            api_groups: r.api_groups.unwrap_or_default(),
-            resources: r.resources.unwrap_or_default(),
-            resource_names: r.resource_names.unwrap_or_default(),
+/// The bindings of `policy` that let `sa_namespace/sa_name` pull `stream`
+/// from `project`, as `RoleBinding ns/name (ClusterRole role)`.
+pub fn granting_bindings(
+    policy: &pullwarden_rbac::Policy,
+    sa_namespace: &str,
+    sa_name: &str,
+    project: &str,
+    stream: &str,
+) -> Vec<String> {
+    let decision = pullwarden_rbac::Authorizer::new(policy).authorize(
+        &pullwarden_rbac::UserInfo::service_account(sa_namespace, sa_name),
+        &pullwarden_rbac::ResourceRequest::pull(project, Some(stream)),
+    );
+    let mut granted: Vec<String> = decision
+        .allowed_by
+        .iter()
+        .map(|allowed| {
+            format!(
+                "{} ({} {})",
+                allowed.binding,
+                allowed.role.kind(),
+                allowed.role.name()
+            )
         })
-        .collect()
-}
-
-fn rbac_subject(subject: &k8s_openapi::api::rbac::v1::Subject) -> RbacSubject {
-    RbacSubject {
-        kind: subject.kind.clone(),
-        name: subject.name.clone(),
-        namespace: subject.namespace.clone(),
-    }
+        .collect();
+    granted.sort();
+    granted.dedup();
+    granted
 }
