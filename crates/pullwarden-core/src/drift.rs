@@ -609,6 +609,7 @@ mod tests {
         let live = LiveState {
             namespaces: BTreeSet::from(["a".to_string()]),
             terminating: BTreeSet::new(),
+            namespace_labels: BTreeMap::new(),
             cluster: None,
             secrets: vec![LiveSecret {
                 meta: secret_meta,

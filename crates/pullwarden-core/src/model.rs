@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::names::NamespacePattern;
+use crate::names::{Labels, NamespacePattern};
 
 /// Which loaded file a value came from (an index into the loader's source map).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,7 +40,7 @@ pub struct Workspace {
     pub pull_grants: Vec<PullGrant>,
 }
 
-/// The namespaces a workspace may write to.
+/// The namespaces a workspace may write to: names, globs and label selectors.
 #[derive(Clone, Debug)]
 pub struct Scope {
     pub include: Vec<Located<NamespacePattern>>,
@@ -48,10 +48,54 @@ pub struct Scope {
 }
 
 impl Scope {
+    /// Whether the scope may hold a namespace, judging by its name alone
+    /// (what validation and a namespace-scoped read can know): an include
+    /// selector may choose it, an exclude selector is not known to leave it
+    /// out. [`Self::contains_labeled`] decides with the labels.
     pub fn contains(&self, namespace: &str) -> bool {
-        self.include.iter().any(|p| p.value.matches(namespace))
+        self.include
+            .iter()
+            .any(|p| p.value.is_selector() || p.value.matches(namespace))
             && !self.exclude.iter().any(|p| p.value.matches(namespace))
     }
+
+    /// Whether the scope holds a namespace with these labels; `None` when
+    /// only its labels could tell and they are not known.
+    pub fn contains_labeled(&self, namespace: &str, labels: Option<&Labels>) -> Option<bool> {
+        let include = any_match(&self.include, namespace, labels);
+        let exclude = any_match(&self.exclude, namespace, labels);
+        match (include, exclude) {
+            (Some(false), _) | (_, Some(true)) => Some(false),
+            (Some(true), Some(false)) => Some(true),
+            _ => None,
+        }
+    }
+
+    /// Whether any entry of the scope is a label selector.
+    pub fn has_selectors(&self) -> bool {
+        self.include
+            .iter()
+            .chain(&self.exclude)
+            .any(|p| p.value.is_selector())
+    }
+}
+
+/// Whether any pattern chooses the namespace: `Some(true)` as soon as one
+/// does, `None` if none does but one could not tell (labels unknown).
+pub fn any_match(
+    patterns: &[Located<NamespacePattern>],
+    namespace: &str,
+    labels: Option<&Labels>,
+) -> Option<bool> {
+    let mut unknown = false;
+    for pattern in patterns {
+        match pattern.value.matches_namespace(namespace, labels) {
+            Some(true) => return Some(true),
+            Some(false) => {}
+            None => unknown = true,
+        }
+    }
+    (!unknown).then_some(false)
 }
 
 #[derive(Clone, Debug)]
@@ -178,7 +222,8 @@ pub enum Subject {
         namespace: String,
         name: String,
     },
-    /// The group `system:serviceaccounts:<ns>` for every matching namespace.
+    /// The group `system:serviceaccounts:<ns>` for the namespace, or for
+    /// every namespace inside the scope a glob or label selector chooses.
     AllServiceAccountsIn(NamespacePattern),
     Group(String),
     User(String),

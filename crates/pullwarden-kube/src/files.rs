@@ -287,6 +287,8 @@ impl Loader {
                 self.check_unique(&kind, &namespace.metadata, at, &description)?;
                 self.namespace_objects += 1;
                 if let Some(name) = live_namespace(&namespace) {
+                    let labels = namespace.metadata.labels.unwrap_or_default();
+                    self.live.namespace_labels.insert(name.clone(), labels);
                     self.live.namespaces.insert(name);
                 }
             }

@@ -9,6 +9,8 @@
 
 #![allow(dead_code)] // the types exist to generate the schema
 
+use std::collections::BTreeMap;
+
 use schemars::JsonSchema;
 
 /// The only `apiVersion` of the format.
@@ -77,12 +79,64 @@ pub struct WorkspaceSpec {
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NamespaceScope {
-    /// Glob patterns (`*`, `?`, `[abc]`) matched against whole namespace names. Default `["*"]`.
+    /// Names, glob patterns (`*`, `?`, `[abc]`, matched against whole namespace names) or
+    /// label selectors. Default `["*"]`.
     #[serde(default)]
-    pub include: Option<Vec<String>>,
-    /// Names or globs removed from the scope.
+    pub include: Option<Vec<NamespaceEntry>>,
+    /// Names, globs or label selectors removed from the scope, e.g. the opt-out
+    /// `{matchLabels: {pullwarden.dev/exclude: "true"}}`.
     #[serde(default)]
-    pub exclude: Option<Vec<String>>,
+    pub exclude: Option<Vec<NamespaceEntry>>,
+}
+
+/// One way of choosing namespaces: a name or glob (a string), or a label selector (a mapping).
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum NamespaceEntry {
+    /// A namespace name, or a glob (`*`, `?`, `[abc]`) matched against whole namespace names.
+    Name(String),
+    /// The namespaces whose labels match.
+    Selector(LabelSelector),
+}
+
+/// A Kubernetes label selector (`metav1.LabelSelector`), matched against namespace labels:
+/// every `matchLabels` entry and every `matchExpressions` requirement must hold. At least
+/// one requirement (`"*"` means every namespace).
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+#[schemars(extend("minProperties" = 1))]
+pub struct LabelSelector {
+    /// Label key to value; each entry is a requirement `key In [value]`.
+    #[serde(default)]
+    pub match_labels: Option<BTreeMap<String, String>>,
+    /// Requirements on label keys and values.
+    #[serde(default)]
+    pub match_expressions: Option<Vec<LabelSelectorRequirement>>,
+}
+
+/// One requirement: `In`/`NotIn` need a non-empty `values`, `Exists`/`DoesNotExist` take none.
+/// `NotIn` and `DoesNotExist` match namespaces without the key.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct LabelSelectorRequirement {
+    /// A label key: an optional DNS subdomain prefix and `/`, then a name of at most 63 characters.
+    pub key: String,
+    pub operator: SelectorOperator,
+    /// Label values (each empty or at most 63 characters).
+    #[serde(default)]
+    pub values: Option<Vec<String>>,
+}
+
+#[derive(JsonSchema)]
+pub enum SelectorOperator {
+    /// The label is present with one of `values`.
+    In,
+    /// The label is absent, or present with none of `values`.
+    NotIn,
+    /// The label is present (any value).
+    Exists,
+    /// The label is absent.
+    DoesNotExist,
 }
 
 /// Exactly one of three shapes: server/username/password, `dockerConfigFile`, or `dockercfgFile`.
@@ -162,11 +216,12 @@ pub struct PullSecretSpec {
     pub format: Option<SecretFormat>,
     /// Registry names, merged into one secret in this order.
     pub registries: Vec<String>,
-    /// Names or globs; a name must exist, a glob that matches nothing is a warning.
-    pub namespaces: Vec<String>,
-    /// Names or globs to leave out.
+    /// Names, globs or label selectors; a name must exist, a glob or selector that matches
+    /// nothing is a warning.
+    pub namespaces: Vec<NamespaceEntry>,
+    /// Names, globs or label selectors to leave out.
     #[serde(default)]
-    pub exclude_namespaces: Option<Vec<String>>,
+    pub exclude_namespaces: Option<Vec<NamespaceEntry>>,
     /// Service accounts to link the secret to (`oc secrets link`).
     #[serde(default)]
     pub service_accounts: Option<Vec<ServiceAccountLink>>,
@@ -215,8 +270,8 @@ pub struct PullGrantSpec {
     /// A ClusterRole. Default `system:image-puller`; also `system:image-pusher`, `system:image-builder`.
     #[serde(default)]
     pub role: Option<String>,
-    /// Where the images live: one RoleBinding in each (names or globs).
-    pub namespaces: Vec<String>,
+    /// Where the images live: one RoleBinding in each (names, globs or label selectors).
+    pub namespaces: Vec<NamespaceEntry>,
     /// Who may pull.
     pub to: Vec<Subject>,
 }
@@ -227,8 +282,9 @@ pub struct PullGrantSpec {
 pub enum Subject {
     /// `namespace/name`: `add-role-to-user system:serviceaccount:namespace:name`.
     ServiceAccount(String),
-    /// A namespace or glob: the group `system:serviceaccounts:<ns>` for each match.
-    AllServiceAccountsIn(String),
+    /// A namespace, glob or label selector: the group `system:serviceaccounts:<ns>` for each
+    /// namespace it chooses (globs and selectors: inside the scope).
+    AllServiceAccountsIn(NamespaceEntry),
     /// An RBAC group.
     Group(String),
     /// An RBAC user.
@@ -278,6 +334,8 @@ mod tests {
             ("PullSecretSpec", fields::PULL_SECRET_SPEC),
             ("ServiceAccountLink", fields::SERVICE_ACCOUNT_LINK),
             ("PullGrantSpec", fields::PULL_GRANT_SPEC),
+            ("LabelSelector", fields::LABEL_SELECTOR),
+            ("LabelSelectorRequirement", fields::SELECTOR_REQUIREMENT),
         ] {
             assert_eq!(properties(&schema, def), set(decoder), "{def}");
         }
@@ -292,6 +350,17 @@ mod tests {
             .map(|v| v.as_str().unwrap().to_string())
             .collect();
         assert_eq!(subjects, set(fields::SUBJECT));
+        let operators: BTreeSet<String> = schema["$defs"]["SelectorOperator"]["oneOf"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v["const"].as_str().unwrap().to_string())
+            .collect();
+        let decoded: Vec<&str> = pullwarden_core::names::SelectorOperator::ALL
+            .iter()
+            .map(|(name, _)| *name)
+            .collect();
+        assert_eq!(operators, set(&decoded));
         let kinds: BTreeSet<String> = schema["oneOf"]
             .as_array()
             .unwrap()

@@ -10,7 +10,8 @@ use pullwarden_core::model::{
     SecretFormat, ServiceAccountLink, Subject, ValueSource, Workspace,
 };
 use pullwarden_core::names::{
-    NamespacePattern, dns_label_problem, dns_subdomain_problem, is_glob, role_name_problem,
+    LabelSelector, NamespacePattern, SelectorOperator, SelectorRequirement, dns_label_problem,
+    dns_subdomain_problem, is_glob, label_key_problem, label_value_problem, role_name_problem,
 };
 
 use crate::diag::Problem;
@@ -38,6 +39,8 @@ pub mod fields {
     pub const SERVICE_ACCOUNT_LINK: &[&str] = &["name", "for", "ifMissing"];
     pub const PULL_GRANT_SPEC: &[&str] = &["role", "namespaces", "to"];
     pub const SUBJECT: &[&str] = &["serviceAccount", "allServiceAccountsIn", "group", "user"];
+    pub const LABEL_SELECTOR: &[&str] = &["matchLabels", "matchExpressions"];
+    pub const SELECTOR_REQUIREMENT: &[&str] = &["key", "operator", "values"];
     pub const KINDS: &[&str] = &["Workspace", "Registry", "PullSecret", "PullGrant"];
 }
 
@@ -428,16 +431,244 @@ impl Cx {
         None
     }
 
+    /// A list of namespace names, globs and label selectors.
     fn namespace_patterns(
         &mut self,
         node: &Node,
         what: &str,
         non_empty: bool,
     ) -> Vec<Located<NamespacePattern>> {
-        let raw = self.string_list(node, what, non_empty);
-        raw.into_iter()
-            .filter_map(|s| self.namespace_pattern(&s, what))
+        let Value::Seq(items) = &node.value else {
+            self.wrong_type(node, what, "a list");
+            return Vec::new();
+        };
+        if non_empty && items.is_empty() {
+            let problem = Problem::error(
+                "pullwarden::spec::empty_list",
+                format!("`{what}` must list at least one entry"),
+            )
+            .at(&self.origin(node), "empty list");
+            self.push(problem);
+        }
+        items
+            .iter()
+            .filter_map(|item| self.namespace_entry(item, what))
             .collect()
+    }
+
+    /// One namespace entry: a name or glob (a string), or a label selector (a mapping).
+    fn namespace_entry(&mut self, node: &Node, what: &str) -> Option<Located<NamespacePattern>> {
+        match &node.value {
+            Value::Map(_) => self.label_selector(node, &format!("{what}[]")),
+            Value::String(_) | Value::Number(_) => {
+                let value = self.string(node, what)?;
+                self.namespace_pattern(&value, what)
+            }
+            _ => {
+                self.wrong_type(
+                    node,
+                    what,
+                    "a namespace name, a glob or a label selector ({matchLabels, matchExpressions})",
+                );
+                None
+            }
+        }
+    }
+
+    /// A Kubernetes label selector: `{matchLabels: {k: v}, matchExpressions:
+    /// [{key, operator, values}]}`, all requirements must hold. The empty selector
+    /// (which would choose every namespace) is refused: `"*"` says that.
+    fn label_selector(&mut self, node: &Node, what: &str) -> Option<Located<NamespacePattern>> {
+        let fields = self.fields(node, fields::LABEL_SELECTOR, what)?;
+        if fields.entries.is_empty() && fields.unknown > 0 {
+            return None;
+        }
+        let mut ok = fields.unknown == 0;
+        let mut requirements = Vec::new();
+        if let Some(labels) = fields.get("matchLabels") {
+            ok &= self.match_labels(labels, &mut requirements);
+        }
+        if let Some(expressions) = fields.get("matchExpressions") {
+            if let Value::Seq(items) = &expressions.value {
+                for item in items {
+                    match self.selector_requirement(item) {
+                        Some(requirement) => requirements.push(requirement),
+                        None => ok = false,
+                    }
+                }
+            } else {
+                self.wrong_type(expressions, "matchExpressions", "a list");
+                ok = false;
+            }
+        }
+        if ok && requirements.is_empty() {
+            let problem = Problem::error(
+                "pullwarden::spec::empty_selector",
+                format!("an empty label selector in `{what}` would choose every namespace"),
+            )
+            .at(&self.origin(node), "selects everything")
+            .help(
+                "write `\"*\"` to mean every namespace, or give `matchLabels` / `matchExpressions`",
+            );
+            self.push(problem);
+            return None;
+        }
+        ok.then(|| {
+            self.located(
+                NamespacePattern::Selector(LabelSelector::new(requirements)),
+                node,
+            )
+        })
+    }
+
+    /// `matchLabels`: each entry an `In` requirement with one value.
+    fn match_labels(&mut self, node: &Node, out: &mut Vec<SelectorRequirement>) -> bool {
+        let Value::Map(entries) = &node.value else {
+            self.wrong_type(node, "matchLabels", "a mapping of label keys to values");
+            return false;
+        };
+        let mut ok = true;
+        let mut seen: Vec<&Node> = Vec::new();
+        for (key_node, value_node) in entries {
+            let Some(key) = self.label_key(key_node) else {
+                ok = false;
+                continue;
+            };
+            if let Some(first) = seen
+                .iter()
+                .find(|k| matches!(&k.value, Value::String(s) | Value::Number(s) if *s == key))
+            {
+                let problem = Problem::error(
+                    "pullwarden::spec::duplicate_key",
+                    format!("`{key}` appears twice in `matchLabels`"),
+                )
+                .at(&self.origin(key_node), "second occurrence")
+                .also(&self.origin(first), "first occurrence");
+                self.push(problem);
+                ok = false;
+                continue;
+            }
+            seen.push(key_node);
+            match self.label_value(value_node, &format!("matchLabels.{key}")) {
+                Some(value) => out.push(SelectorRequirement {
+                    key,
+                    operator: SelectorOperator::In,
+                    values: [value].into(),
+                }),
+                None => ok = false,
+            }
+        }
+        ok
+    }
+
+    /// One `matchExpressions` entry.
+    fn selector_requirement(&mut self, node: &Node) -> Option<SelectorRequirement> {
+        let fields = self.fields(node, fields::SELECTOR_REQUIREMENT, "matchExpressions[]")?;
+        let key = self
+            .required(&fields, "key", "matchExpressions[]")
+            .and_then(|k| self.label_key(k));
+        let operator_node = self.required(&fields, "operator", "matchExpressions[]");
+        let operator =
+            operator_node.and_then(|o| self.enum_value(o, "operator", &SelectorOperator::ALL));
+        let mut values_ok = true;
+        let mut values = std::collections::BTreeSet::new();
+        let values_node = fields.get("values");
+        if let Some(list) = values_node {
+            if let Value::Seq(items) = &list.value {
+                for item in items {
+                    match self.label_value(item, "values") {
+                        Some(v) => {
+                            values.insert(v);
+                        }
+                        None => values_ok = false,
+                    }
+                }
+            } else {
+                self.wrong_type(list, "values", "a list of label values");
+                values_ok = false;
+            }
+        }
+        let (key, operator) = (key?, operator?);
+        if !values_ok || fields.unknown > 0 {
+            return None;
+        }
+        let listed =
+            values_node.is_some_and(|v| matches!(&v.value, Value::Seq(items) if !items.is_empty()));
+        let name = SelectorOperator::ALL
+            .iter()
+            .find(|(_, op)| *op == operator)
+            .map_or("", |(name, _)| *name);
+        let problem = if operator.takes_values() && !listed {
+            Some((
+                format!("operator `{name}` needs at least one value in `values`"),
+                values_node
+                    .or(operator_node)
+                    .map_or_else(|| self.origin(node), |v| self.origin(v)),
+                "no values",
+            ))
+        } else if !operator.takes_values() && listed {
+            Some((
+                format!("operator `{name}` takes no `values`"),
+                values_node.map_or_else(|| self.origin(node), |v| self.origin(v)),
+                "values given",
+            ))
+        } else {
+            None
+        };
+        if let Some((message, origin, label)) = problem {
+            let problem = Problem::error("pullwarden::spec::selector_values", message)
+                .at(&origin, label)
+                .help("`In` and `NotIn` need a non-empty `values` list; `Exists` and `DoesNotExist` take none");
+            self.push(problem);
+            return None;
+        }
+        Some(SelectorRequirement {
+            key,
+            operator,
+            values,
+        })
+    }
+
+    /// A label key: a Kubernetes qualified name (`[prefix/]name`).
+    fn label_key(&mut self, node: &Node) -> Option<String> {
+        let key = self.string(node, "label key")?;
+        if let Some(reason) = label_key_problem(&key.value) {
+            let problem = Problem::error(
+                "pullwarden::spec::invalid_label_key",
+                format!("label key `{}` {reason}", key.value),
+            )
+            .at(&key.origin, "invalid label key")
+            .help("a label key is an optional DNS subdomain prefix and '/', then at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit (e.g. `pullwarden.dev/exclude`)");
+            self.push(problem);
+            return None;
+        }
+        Some(key.value)
+    }
+
+    /// A label value: a string (quoted when it reads as a boolean), at most 63 characters.
+    fn label_value(&mut self, node: &Node, what: &str) -> Option<String> {
+        if let Value::Bool(b) = &node.value {
+            let problem = Problem::error(
+                "pullwarden::spec::wrong_type",
+                format!("`{what}` must be a string, not a boolean"),
+            )
+            .at(&self.origin(node), "a boolean")
+            .help(format!("label values are strings: quote it (`\"{b}\"`)"));
+            self.push(problem);
+            return None;
+        }
+        let value = self.string(node, what)?;
+        if let Some(reason) = label_value_problem(&value.value) {
+            let problem = Problem::error(
+                "pullwarden::spec::invalid_label_value",
+                format!("label value `{}` {reason}", value.value),
+            )
+            .at(&value.origin, "invalid label value")
+            .help("a label value is empty or at most 63 letters, digits, '-', '_' and '.', starting and ending with a letter or digit");
+            self.push(problem);
+            return None;
+        }
+        Some(value.value)
     }
 
     fn namespace_pattern(
@@ -1041,6 +1272,13 @@ impl Cx {
             return None;
         }
         let (key, _, value_node) = fields.entries[0];
+        if key == "allServiceAccountsIn" && matches!(value_node.value, Value::Map(_)) {
+            let selector = self.label_selector(value_node, key)?;
+            return Some(Located {
+                value: Subject::AllServiceAccountsIn(selector.value),
+                origin: selector.origin,
+            });
+        }
         let value = self.non_empty_string(value_node, key)?;
         let subject = match key {
             "serviceAccount" => {

@@ -44,6 +44,10 @@ pub struct LiveState {
     /// Namespaces being deleted (phase `Terminating`): nothing can be created
     /// in them and everything in them is going away, so nothing is planned there.
     pub terminating: BTreeSet<String>,
+    /// The labels of the namespaces in `namespaces`, by name, as read. A
+    /// namespace missing here has labels that are not known (credentials
+    /// that cannot read namespaces): label selectors cannot be decided for it.
+    pub namespace_labels: BTreeMap<String, BTreeMap<String, String>>,
     /// The cluster this was read from, when known (not for a snapshot, nor
     /// for credentials that cannot list namespaces).
     pub cluster: Option<ClusterId>,
