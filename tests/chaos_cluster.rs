@@ -13,7 +13,8 @@
 //! and RoleBindings are unchanged; the rerun converges to an empty plan.
 //!
 //! `PULLWARDEN_CHAOS_SEEDS=N` runs seeds 1..=N (default [`CI_SEEDS`]; `just
-//! chaos` runs 200); `PULLWARDEN_CHAOS_SEED=S` replays seed S alone.
+//! chaos` runs 200); `PULLWARDEN_CHAOS_SEED=S` replays seed S alone
+//! (`=A-B`: seeds A..=B).
 // Each seed's outcome and faults are this test's report (with --nocapture).
 #![allow(clippy::print_stderr)]
 
@@ -753,10 +754,28 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
             ));
         }
         Some(1) => {}
+        Some(0) => {
+            // Tell a plan that faults changed from one that differs anyway.
+            let again = world
+                .pullwarden(true, false, &["plan", "--format", "json"], None)
+                .await?;
+            if again.stdout != plan.stdout {
+                return Err(format!(
+                    "two fault-free plans of the unchanged cluster differ (the plan is not deterministic): {}",
+                    first_difference(&plan.stdout, &again.stdout)
+                ));
+            }
+            return Err(format!(
+                "plan under read faults printed another plan ({}): {}\n{faulted_plan}",
+                faults_text(&plan_faults),
+                first_difference(&plan.stdout, &faulted_plan.stdout)
+            ));
+        }
         _ => {
             return Err(format!(
-                "plan under read faults differs from the fault-free plan or exited oddly ({}): {faulted_plan}",
-                faults_text(&plan_faults)
+                "plan under read faults exited neither 0 nor 1 ({}): {}\n{faulted_plan}",
+                faults_text(&plan_faults),
+                first_difference(&plan.stdout, &faulted_plan.stdout)
             ));
         }
     }
@@ -912,6 +931,23 @@ async fn one_seed(world: &World, seed: u64) -> Result<String, String> {
     ))
 }
 
+/// Where two texts first differ, with a few lines of each.
+fn first_difference(expected: &str, got: &str) -> String {
+    let (a, b): (Vec<&str>, Vec<&str>) = (expected.lines().collect(), got.lines().collect());
+    let Some(at) = (0..a.len().max(b.len())).find(|i| a.get(*i) != b.get(*i)) else {
+        return "the outputs are equal".into();
+    };
+    let window = |lines: &[&str]| {
+        lines[at.saturating_sub(8).min(lines.len())..(at + 4).min(lines.len())].join("\n")
+    };
+    format!(
+        "first difference at line {}:\n--- fault-free\n{}\n--- under faults\n{}",
+        at + 1,
+        window(&a),
+        window(&b)
+    )
+}
+
 fn faults_text(faults: &[pullwarden_testenv::faults::Injected]) -> String {
     if faults.is_empty() {
         return "none".into();
@@ -928,7 +964,11 @@ fn seeds() -> Vec<u64> {
         .ok()
         .filter(|s| !s.is_empty())
     {
-        return vec![seed.parse().expect("PULLWARDEN_CHAOS_SEED is a number")];
+        // One seed, or a range `FIRST-LAST`.
+        let (first, last) = seed.split_once('-').unwrap_or((&seed, &seed));
+        let parse =
+            |s: &str| -> u64 { s.parse().expect("PULLWARDEN_CHAOS_SEED is N or FIRST-LAST") };
+        return (parse(first)..=parse(last)).collect();
     }
     let count = std::env::var("PULLWARDEN_CHAOS_SEEDS")
         .ok()
