@@ -52,10 +52,12 @@ pub fn live_namespace_phase(namespace: Namespace) -> Option<(String, bool)> {
 pub fn live_namespace_meta(namespace: PartialObjectMeta<Namespace>) -> Option<NamespaceMeta> {
     let terminating = namespace.metadata.deletion_timestamp.is_some();
     let uid = namespace.metadata.uid.unwrap_or_default();
+    let labels = namespace.metadata.labels.unwrap_or_default();
     namespace.metadata.name.map(|name| NamespaceMeta {
         name,
         terminating,
         uid,
+        labels,
     })
 }
 
@@ -65,6 +67,8 @@ pub struct NamespaceMeta {
     /// Being deleted (`deletionTimestamp` set).
     pub terminating: bool,
     pub uid: String,
+    /// For label selectors.
+    pub labels: std::collections::BTreeMap<String, String>,
 }
 
 /// The metadata planning uses.

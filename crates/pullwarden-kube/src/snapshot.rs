@@ -80,6 +80,7 @@ pub fn snapshot_json(live: &LiveState, salt: &[u8], iterations: u32, key: Digest
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
+                labels: live.namespace_labels.get(name).cloned(),
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
