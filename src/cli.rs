@@ -78,6 +78,11 @@ pub enum Command {
     /// now, without a cluster: declarations added, removed and changed, namespaces newly
     /// matched (with `--live`) and the pull access that moves. Exit 0, 1 on error.
     Diff(DiffArgs),
+    /// Keep the cluster converged continuously: watch namespaces, ServiceAccounts and
+    /// pullwarden's objects, re-plan on every change (debounced) and on a timer, apply what
+    /// the plan says (nothing when nothing changed). Serves `/metrics`, `/healthz` and
+    /// `/readyz`; SIGTERM or SIGINT lets the writes in flight finish and exits 0.
+    Run(RunArgs),
     /// Print the JSON Schema of the workspace format.
     Schema,
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
@@ -213,6 +218,42 @@ pub struct ApplyArgs {
     pub concurrency: u16,
     #[command(flatten)]
     pub cluster: ClusterArgs,
+}
+
+#[derive(Args, Debug)]
+pub struct RunArgs {
+    /// A workspace file or directory; reloaded when its files change.
+    #[arg(default_value = ".")]
+    pub path: PathBuf,
+    /// A full reconcile at least this often, events or not (`10m`, `30s`).
+    #[arg(long, value_name = "DURATION", default_value = "10m", value_parser = parse_duration)]
+    pub resync: std::time::Duration,
+    /// How long an event waits for more before reconciling (a burst is one reconcile).
+    #[arg(long, value_name = "DURATION", default_value = "150ms", value_parser = parse_duration)]
+    pub debounce: std::time::Duration,
+    /// How often the workspace files are checked for changes.
+    #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
+    pub workspace_poll: std::time::Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (`off`: not served).
+    #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
+    pub metrics_addr: String,
+    /// Log lines as text or as one JSON object per line (on stderr).
+    #[arg(long, value_enum, default_value_t = LogFormat::Text)]
+    pub log_format: LogFormat,
+    /// Take over unlabelled objects in the way instead of reporting conflicts.
+    #[arg(long)]
+    pub adopt: bool,
+    /// How many changes run at once within a phase.
+    #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub concurrency: u16,
+    #[command(flatten)]
+    pub cluster: ClusterArgs,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Text,
+    Json,
 }
 
 /// Where the live state comes from.
@@ -376,6 +417,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
         Command::CanPull(args) => crate::commands::can_pull::can_pull(args, out),
         Command::Access(args) => crate::commands::access::access(args, out),
         Command::Diff(args) => crate::commands::diff::diff(args, out),
+        Command::Run(args) => crate::commands::run(args, out),
         Command::Completions { shell } => {
             let mut text = Vec::new();
             clap_complete::generate(

@@ -9,6 +9,7 @@ pub mod diff;
 mod drift;
 mod import;
 mod plan;
+mod run;
 mod snapshot;
 mod validate;
 
@@ -16,6 +17,7 @@ pub use apply::apply;
 pub use drift::drift;
 pub use import::import;
 pub use plan::plan;
+pub use run::run;
 pub use snapshot::snapshot;
 pub use validate::validate;
 

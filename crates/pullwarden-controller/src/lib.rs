@@ -1,0 +1,480 @@
+//! `pullwarden run`: a long-running reconciler over the same pure planner
+//! (`pullwarden-core`) and executor (`pullwarden-kube::apply`) the batch
+//! commands use.
+//!
+//! Watches on Namespaces, ServiceAccounts and pullwarden's managed Secrets
+//! and RoleBindings (metadata only) trigger a reconcile, debounced so a burst
+//! is one; a timer reconciles anyway (`resync`); the workspace folder is
+//! polled and reloaded when its files change, a broken one keeping the last
+//! good one. Every reconcile reads the live state and plans the whole
+//! workspace (the planner is fast); a plan without changes writes nothing.
+//!
+//! This crate prints nothing: it hands [`Log`] lines to the caller.
+
+mod metrics;
+mod watch;
+pub mod workspace;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use pullwarden_core::plan::{self as planner, Action, ObjectKind, PlanOptions};
+use pullwarden_core::secret::DigestKey;
+use pullwarden_kube::apply::{ApplyOptions, Hooks, OutcomeStatus};
+use rand::RngCore as _;
+use tokio::sync::{mpsc, watch as signal_watch};
+
+pub use metrics::Metrics;
+
+/// How `run` behaves.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// The workspace file or folder.
+    pub path: PathBuf,
+    /// A full reconcile at least this often.
+    pub resync: Duration,
+    /// How long a trigger waits for more before reconciling.
+    pub debounce: Duration,
+    /// How often the workspace files are checked for changes.
+    pub workspace_poll: Duration,
+    /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
+    pub metrics_addr: Option<SocketAddr>,
+    /// How the cluster is read (retries, Secret selection).
+    pub read: pullwarden_kube::ReadOptions,
+    /// Changes in flight at once within a phase.
+    pub concurrency: usize,
+    /// Take over unlabelled objects (`--adopt`).
+    pub adopt: bool,
+}
+
+/// How bad a [`Log`] line is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Level {
+    Info,
+    Warn,
+    Error,
+}
+
+impl Level {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Info => "info",
+            Self::Warn => "warn",
+            Self::Error => "error",
+        }
+    }
+}
+
+/// One line for the log: a message and fields. Never holds a credential:
+/// messages name objects, codes, variables and paths.
+#[derive(Clone, Debug)]
+pub struct Log {
+    pub level: Level,
+    pub message: String,
+    pub fields: Vec<(&'static str, String)>,
+}
+
+impl Log {
+    fn new(level: Level, message: impl Into<String>) -> Self {
+        Self {
+            level,
+            message: message.into(),
+            fields: Vec::new(),
+        }
+    }
+
+    fn field(mut self, key: &'static str, value: &impl ToString) -> Self {
+        self.fields.push((key, value.to_string()));
+        self
+    }
+}
+
+/// Where log lines go (the binary prints them).
+pub type Sink = Arc<dyn Fn(Log) + Send + Sync>;
+
+/// Why `run` could not start.
+#[derive(Debug)]
+pub enum RunError {
+    /// The workspace has errors at start (each problem a line); there is no last good one.
+    Workspace(Vec<String>),
+    /// The metrics address cannot be bound.
+    Bind(SocketAddr, std::io::Error),
+    /// The signal handlers cannot be installed.
+    Signals(std::io::Error),
+}
+
+impl std::fmt::Display for RunError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Workspace(problems) => write!(
+                f,
+                "the workspace has {} error(s); nothing was started",
+                problems.len()
+            ),
+            Self::Bind(addr, e) => write!(f, "cannot listen on {addr}: {e}"),
+            Self::Signals(e) => write!(f, "cannot install the signal handlers: {e}"),
+        }
+    }
+}
+
+/// Why a reconcile was started.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Trigger {
+    Start,
+    Watch,
+    Workspace,
+    Resync,
+}
+
+impl Trigger {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Start => "start",
+            Self::Watch => "watch",
+            Self::Workspace => "workspace",
+            Self::Resync => "resync",
+        }
+    }
+}
+
+pub(crate) fn kind_str(kind: ObjectKind) -> &'static str {
+    match kind {
+        ObjectKind::Secret => "Secret",
+        ObjectKind::ServiceAccount => "ServiceAccount",
+        ObjectKind::RoleBinding => "RoleBinding",
+    }
+}
+
+pub(crate) fn action_str(action: Action) -> &'static str {
+    match action {
+        Action::Create => "create",
+        Action::Update => "update",
+        Action::Replace => "replace",
+        Action::Delete => "delete",
+        Action::Adopt => "adopt",
+        Action::Link => "link",
+    }
+}
+
+/// Runs until SIGTERM or SIGINT: then the reconcile in flight finishes its
+/// writes (a read in flight is dropped), nothing new starts, and `Ok` is
+/// returned.
+pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), RunError> {
+    use tokio::signal::unix::{SignalKind, signal};
+
+    let mut current = workspace::load(&config.path).map_err(RunError::Workspace)?;
+    for warning in &current.warnings {
+        log(Log::new(Level::Warn, format!("workspace: {warning}")));
+    }
+    let metrics = Arc::new(Metrics::default());
+    metrics.workspace(false);
+
+    // Shutdown: the first SIGTERM or SIGINT.
+    let (stop_tx, stop_rx) = signal_watch::channel(false);
+    let mut term = signal(SignalKind::terminate()).map_err(RunError::Signals)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(RunError::Signals)?;
+    {
+        let log = log.clone();
+        tokio::spawn(async move {
+            let name = tokio::select! {
+                _ = term.recv() => "SIGTERM",
+                _ = int.recv() => "SIGINT",
+            };
+            log(Log::new(
+                Level::Info,
+                format!("{name}: finishing the writes in flight, starting nothing new"),
+            ));
+            let _ = stop_tx.send(true);
+        });
+    }
+
+    if let Some(addr) = config.metrics_addr {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .map_err(|e| RunError::Bind(addr, e))?;
+        let bound = listener.local_addr().unwrap_or(addr);
+        log(Log::new(Level::Info, "serving /metrics, /healthz and /readyz").field("addr", &bound));
+        let metrics = metrics.clone();
+        tokio::spawn(async move {
+            loop {
+                if let Ok((stream, _)) = listener.accept().await {
+                    let metrics = metrics.clone();
+                    tokio::spawn(async move { metrics::serve_one(stream, &metrics).await });
+                }
+            }
+        });
+    }
+
+    let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<Trigger>();
+    watch::start(&client, &trigger_tx, &log);
+    {
+        // The workspace folder, polled.
+        let path = config.path.clone();
+        let tx = trigger_tx.clone();
+        let every = config.workspace_poll;
+        tokio::spawn(async move {
+            let mut last = workspace::fingerprint(&path);
+            loop {
+                tokio::time::sleep(every).await;
+                let path2 = path.clone();
+                let Ok(now) =
+                    tokio::task::spawn_blocking(move || workspace::fingerprint(&path2)).await
+                else {
+                    continue;
+                };
+                if now != last {
+                    last = now;
+                    if tx.send(Trigger::Workspace).is_err() {
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    let mut stop = stop_rx;
+    let mut next: Option<Trigger> = Some(Trigger::Start);
+    let mut resync =
+        tokio::time::interval_at(tokio::time::Instant::now() + config.resync, config.resync);
+    resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let trigger = if let Some(t) = next.take() {
+            t
+        } else {
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                t = trigger_rx.recv() => match t { Some(t) => t, None => break },
+                _ = resync.tick() => Trigger::Resync,
+            }
+        };
+        if *stop.borrow() {
+            break;
+        }
+        // Debounce: a burst of events is one reconcile.
+        let mut reload = trigger == Trigger::Workspace;
+        tokio::select! {
+            biased;
+            _ = stop.changed() => break,
+            () = tokio::time::sleep(config.debounce) => {}
+        }
+        while let Ok(t) = trigger_rx.try_recv() {
+            reload |= t == Trigger::Workspace;
+        }
+        if reload {
+            match workspace::load(&config.path) {
+                Ok(loaded) => {
+                    log(Log::new(Level::Info, "workspace reloaded")
+                        .field("workspace", &loaded.workspace.name));
+                    for warning in &loaded.warnings {
+                        log(Log::new(Level::Warn, format!("workspace: {warning}")));
+                    }
+                    current = loaded;
+                    metrics.workspace(false);
+                }
+                Err(problems) => {
+                    metrics.workspace(true);
+                    metrics.failure("workspace");
+                    for problem in &problems {
+                        log(Log::new(Level::Error, format!("workspace: {problem}")));
+                    }
+                    log(Log::new(
+                        Level::Warn,
+                        "the workspace on disk has errors; keeping the last good one",
+                    )
+                    .field("workspace", &current.workspace.name));
+                }
+            }
+        }
+        let ok = reconcile(
+            &client, &config, &current, &metrics, &log, trigger, &mut stop,
+        )
+        .await;
+        match ok {
+            Reconciled::Stopped => break,
+            Reconciled::Done(ok) => metrics.reconciled(ok),
+        }
+        if *stop.borrow() {
+            break;
+        }
+    }
+    log(Log::new(Level::Info, "stopped"));
+    Ok(())
+}
+
+enum Reconciled {
+    Done(bool),
+    Stopped,
+}
+
+/// Reads, plans and applies once. A stop during the read drops it; a stop
+/// during apply lets the writes finish.
+async fn reconcile(
+    client: &kube::Client,
+    config: &Config,
+    current: &workspace::Loaded,
+    metrics: &Metrics,
+    log: &Sink,
+    trigger: Trigger,
+    stop: &mut signal_watch::Receiver<bool>,
+) -> Reconciled {
+    let started = Instant::now();
+    let ws = &current.workspace;
+    let read = async {
+        let options = pullwarden_kube::ReadOptions {
+            data_only_for: Some(Arc::new(
+                ws.pull_secrets.iter().map(|s| s.name.clone()).collect(),
+            )),
+            ..config.read.clone()
+        };
+        let (mut state, _scoped) =
+            pullwarden_kube::read_live_or_namespaces(client, &named_namespaces(ws), &options)
+                .await?;
+        let wanted: Vec<(String, String)> =
+            planner::desired(ws, &std::collections::BTreeMap::new(), &state)
+                .secrets
+                .into_keys()
+                .collect();
+        pullwarden_kube::lookup_secrets(client, &mut state, &wanted, &options).await?;
+        Ok::<_, pullwarden_kube::ClusterError>(state)
+    };
+    let live = tokio::select! {
+        biased;
+        _ = stop.changed() => return Reconciled::Stopped,
+        live = read => live,
+    };
+    let live = match live {
+        Ok(live) => live,
+        Err(e) => {
+            metrics.failure("read");
+            log(Log::new(
+                Level::Error,
+                format!("cannot read the cluster: {e}"),
+            ));
+            return Reconciled::Done(false);
+        }
+    };
+    let mut key = [0u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    let key = DigestKey::from_bytes(key);
+    let desired = planner::desired(ws, &current.registries, &live);
+    let plan = planner::plan(
+        ws,
+        &desired,
+        &live,
+        PlanOptions {
+            adopt: config.adopt,
+        },
+        &key,
+    );
+    if !plan.errors.is_empty() {
+        metrics.failure("plan_errors");
+        for finding in &plan.errors {
+            log(Log::new(
+                Level::Error,
+                pullwarden_core::escape::text(&finding.message),
+            )
+            .field("code", &finding.code.as_str()));
+        }
+        log(Log::new(
+            Level::Error,
+            "the plan has errors; nothing was applied",
+        ));
+        return Reconciled::Done(false);
+    }
+    if !plan.has_changes() {
+        log(Log::new(Level::Info, "in sync")
+            .field("trigger", &trigger.as_str())
+            .field("namespaces", &live.namespaces.len())
+            .field("ms", &started.elapsed().as_millis()));
+        return Reconciled::Done(true);
+    }
+    let options = ApplyOptions {
+        concurrency: config.concurrency,
+        retry: config.read.retry,
+        listed: Some(Arc::new(live)),
+        ..ApplyOptions::default()
+    };
+    let progress = |outcome: &pullwarden_kube::apply::Outcome| {
+        let change = &plan.changes[outcome.index];
+        let kind = kind_str(change.kind);
+        let action = action_str(change.action);
+        let title = pullwarden_core::render::change_title(change);
+        match &outcome.status {
+            OutcomeStatus::Done => {
+                metrics.change(kind, action, "done");
+                log(Log::new(Level::Info, format!("done {title}")));
+            }
+            OutcomeStatus::Failed(reason) => {
+                metrics.change(kind, action, "failed");
+                log(Log::new(
+                    Level::Error,
+                    format!("FAILED {title}: {}", pullwarden_core::escape::text(reason)),
+                ));
+            }
+            OutcomeStatus::Skipped(reason) => {
+                metrics.change(kind, action, "skipped");
+                log(Log::new(
+                    Level::Warn,
+                    format!("skipped {title}: {}", pullwarden_core::escape::text(reason)),
+                ));
+            }
+        }
+    };
+    // Not raced against the stop signal: writes in flight finish.
+    let outcomes = pullwarden_kube::apply::apply(
+        client,
+        &plan,
+        &desired,
+        &options,
+        &Hooks::default(),
+        &progress,
+    )
+    .await;
+    let failed = outcomes
+        .iter()
+        .filter(|o| o.status != OutcomeStatus::Done)
+        .count();
+    if failed > 0 {
+        metrics.failure("apply");
+    }
+    log(Log::new(
+        if failed > 0 {
+            Level::Error
+        } else {
+            Level::Info
+        },
+        format!(
+            "applied: {}",
+            pullwarden_core::render::summary_line(&plan.summary())
+        ),
+    )
+    .field("trigger", &trigger.as_str())
+    .field("changes", &plan.changes.len())
+    .field("failed", &failed)
+    .field("ms", &started.elapsed().as_millis()));
+    Reconciled::Done(failed == 0)
+}
+
+/// The namespaces a workspace names exactly (targets inside its scope): what
+/// namespace-scoped credentials can still read.
+fn named_namespaces(ws: &pullwarden_core::model::Workspace) -> Vec<String> {
+    use pullwarden_core::names::NamespacePattern;
+    let mut names = std::collections::BTreeSet::new();
+    let patterns = ws
+        .scope
+        .include
+        .iter()
+        .chain(ws.pull_secrets.iter().flat_map(|s| s.namespaces.iter()))
+        .chain(ws.pull_grants.iter().flat_map(|g| g.namespaces.iter()));
+    for pattern in patterns {
+        if let NamespacePattern::Exact(name) = &pattern.value
+            && ws.scope.contains(name)
+        {
+            names.insert(name.clone());
+        }
+    }
+    names.into_iter().collect()
+}

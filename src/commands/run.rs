@@ -1,0 +1,109 @@
+//! `pullwarden run`: the reconciler of `pullwarden-controller`, with its log
+//! lines printed through [`Output`].
+
+use std::fmt::Write as _;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use pullwarden_controller::{Config, Log, RunError};
+
+use super::{Failed, connect, read_options, runtime};
+use crate::cli::{LogFormat, RunArgs};
+use crate::output::Output;
+
+/// `pullwarden run`: exit 0 after SIGTERM or SIGINT, 1 when it cannot start.
+pub fn run(args: &RunArgs, out: &Output) -> ExitCode {
+    match run_inner(args, out) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failed) => ExitCode::from(1),
+    }
+}
+
+fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
+    let metrics_addr = if args.metrics_addr == "off" {
+        None
+    } else {
+        Some(args.metrics_addr.parse().map_err(|_| {
+            out.status(&format!(
+                "pullwarden: --metrics-addr: `{}` is not an address such as 127.0.0.1:9464 (or `off`)",
+                args.metrics_addr
+            ));
+            Failed
+        })?)
+    };
+    let config = Config {
+        path: args.path.clone(),
+        resync: args.resync,
+        debounce: args.debounce,
+        workspace_poll: args.workspace_poll,
+        metrics_addr,
+        read: read_options(&args.cluster),
+        concurrency: usize::from(args.concurrency),
+        adopt: args.adopt,
+    };
+    let rt = runtime(out)?;
+    let client = connect(&rt, &args.cluster, out)?;
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Log>();
+    let sink: pullwarden_controller::Sink = Arc::new(move |log| {
+        let _ = tx.send(log);
+    });
+    let format = args.log_format;
+    let result = rt.block_on(async {
+        let mut running = std::pin::pin!(pullwarden_controller::run(client, config, sink));
+        loop {
+            tokio::select! {
+                result = &mut running => {
+                    while let Ok(log) = rx.try_recv() {
+                        print(out, format, &log);
+                    }
+                    break result;
+                }
+                Some(log) = rx.recv() => print(out, format, &log),
+            }
+        }
+    });
+    match result {
+        Ok(()) => Ok(()),
+        Err(RunError::Workspace(problems)) => {
+            // The full reports, with their snippets.
+            let _ = super::load_resolved(&args.path, out);
+            if problems.is_empty() {
+                out.status("pullwarden: the workspace cannot be loaded");
+            }
+            Err(Failed)
+        }
+        Err(e) => {
+            out.status(&format!("pullwarden: {e}"));
+            Err(Failed)
+        }
+    }
+}
+
+fn print(out: &Output, format: LogFormat, log: &Log) {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
+    match format {
+        LogFormat::Text => {
+            let mut line = format!(
+                "pullwarden run: {} {}",
+                log.level.as_str(),
+                pullwarden_core::escape::text(&log.message)
+            );
+            for (key, value) in &log.fields {
+                let _ = write!(line, " {key}={}", pullwarden_core::escape::text(value));
+            }
+            out.status(&line);
+        }
+        LogFormat::Json => {
+            let mut object = serde_json::Map::new();
+            object.insert("ts".into(), serde_json::json!(seconds));
+            object.insert("level".into(), log.level.as_str().into());
+            object.insert("msg".into(), log.message.clone().into());
+            for (key, value) in &log.fields {
+                object.insert((*key).into(), value.clone().into());
+            }
+            out.status(&serde_json::Value::Object(object).to_string());
+        }
+    }
+}

@@ -1,0 +1,405 @@
+//! `pullwarden run` against a real kube-apiserver (`pullwarden-testenv`): the
+//! binary runs as a child process on a workspace with a namespace glob; a
+//! namespace created afterwards gets its pull secret and link within a second,
+//! an idle cluster gets no writes, a broken workspace keeps the last good one,
+//! and SIGTERM exits 0. Every test is named `cluster_*`: `scripts/test.sh`
+//! counts them.
+#![allow(clippy::print_stderr)] // the measured latency is reported
+
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
+use kube::api::{Api, Patch, PatchParams, PostParams};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+mod common;
+
+use common::{binary, path_str};
+use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, unique_name};
+
+const PASSWORD: &str = "Run-Canary-Pw-7c41d2";
+
+/// A workspace whose scope and `PullSecret` are the glob `<prefix>-*`.
+fn glob_workspace(name: &str, prefix: &str) -> String {
+    format!(
+        "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {name}}}
+spec:
+  namespaces: {{include: [\"{prefix}-*\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: quay}}
+spec:
+  server: quay.io
+  username: robot
+  password: {{fromEnv: PULLWARDEN_RUN_TEST_PASSWORD}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: quay-pull}}
+spec:
+  registries: [quay]
+  namespaces: [\"{prefix}-*\"]
+  serviceAccounts: [{{name: default}}]
+"
+    )
+}
+
+/// `pullwarden run` as a child process, its stderr collected line by line.
+struct Running {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(env: &TestEnv, dir: &std::path::Path) -> Running {
+        let mut child = tokio::process::Command::new(binary())
+            .args([
+                "run",
+                path_str(dir),
+                "--kubeconfig",
+                path_str(env.kubeconfig()),
+                "--context",
+                ADMIN_CONTEXT,
+                "--metrics-addr",
+                "127.0.0.1:0",
+                "--workspace-poll",
+                "200ms",
+            ])
+            .env("NO_COLOR", "1")
+            .env("PULLWARDEN_RUN_TEST_PASSWORD", PASSWORD)
+            .env_remove("KUBECONFIG")
+            .env_remove("GITHUB_ACTIONS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn pullwarden run");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, lines }
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn count(&self, needle: &str) -> usize {
+        self.lines
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|l| l.contains(needle))
+            .count()
+    }
+
+    /// Waits until `needle` has appeared in more than `already` lines.
+    async fn wait_for(&self, needle: &str, already: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.count(needle) <= already {
+            assert!(
+                Instant::now() < deadline,
+                "no new `{needle}` line within {limit:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+
+    /// The metrics address from the log line that announced it.
+    fn metrics_addr(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .unwrap_or_else(|| panic!("no metrics line; log:\n{log}"));
+        line.split("addr=")
+            .nth(1)
+            .expect("addr=")
+            .split_whitespace()
+            .next()
+            .expect("address")
+            .to_owned()
+    }
+
+    async fn terminate(mut self) -> (Option<i32>, Duration, String) {
+        let pid = self.child.id().expect("pid").to_string();
+        let started = Instant::now();
+        let kill = std::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .expect("kill");
+        assert!(kill.success());
+        let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
+            .await
+            .unwrap_or_else(|_| panic!("did not exit within 10 s of SIGTERM; log:\n{}", self.log()))
+            .expect("wait");
+        // Let the reader take the last lines.
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        (status.code(), started.elapsed(), self.log())
+    }
+}
+
+/// `GET path` on the metrics endpoint: (status line, body).
+async fn http_get(addr: &str, path: &str) -> (String, String) {
+    let mut stream = tokio::net::TcpStream::connect(addr)
+        .await
+        .expect("connect to the metrics endpoint");
+    stream
+        .write_all(format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n\r\n").as_bytes())
+        .await
+        .expect("write");
+    let mut response = String::new();
+    stream.read_to_string(&mut response).await.expect("read");
+    let (head, body) = response.split_once("\r\n\r\n").expect("HTTP response");
+    (
+        head.lines().next().unwrap_or_default().to_owned(),
+        body.to_owned(),
+    )
+}
+
+/// The sum of every sample of the counter or 0/1 gauge `name` (any labels) in
+/// Prometheus text.
+fn metric_sum(text: &str, name: &str) -> u64 {
+    text.lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| l.starts_with(name) && l[name.len()..].starts_with([' ', '{']))
+        .map(|l| {
+            l.rsplit(' ')
+                .next()
+                .and_then(|v| v.parse::<u64>().ok())
+                .unwrap_or_else(|| panic!("not an integer sample: {l}"))
+        })
+        .sum()
+}
+
+async fn create_namespace_with_default_sa(env: &TestEnv, ns: &str) {
+    let client = env.admin();
+    let mut namespace = Namespace::default();
+    namespace.metadata.name = Some(ns.to_owned());
+    Api::<Namespace>::all(client.clone())
+        .create(&PostParams::default(), &namespace)
+        .await
+        .expect("create namespace");
+    // The test control plane runs no ServiceAccount controller.
+    let mut sa = ServiceAccount::default();
+    sa.metadata.name = Some("default".to_owned());
+    Api::<ServiceAccount>::namespaced(client, ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("create the default ServiceAccount");
+}
+
+/// The `quay-pull` Secret's resourceVersion and the `default` ServiceAccount's
+/// (when it lists `quay-pull`), once both are in place.
+async fn pull_access(env: &TestEnv, ns: &str) -> Option<(String, String)> {
+    let client = env.admin();
+    let secret = Api::<Secret>::namespaced(client.clone(), ns)
+        .get_opt("quay-pull")
+        .await
+        .expect("get secret")?;
+    let sa = Api::<ServiceAccount>::namespaced(client, ns)
+        .get_opt("default")
+        .await
+        .expect("get service account")?;
+    let linked = sa
+        .image_pull_secrets
+        .iter()
+        .flatten()
+        .any(|r| r.name == "quay-pull");
+    linked.then(|| {
+        (
+            secret.metadata.resource_version.unwrap_or_default(),
+            sa.metadata.resource_version.unwrap_or_default(),
+        )
+    })
+}
+
+/// Polls until the namespace has its pull secret and link; the time it took.
+async fn wait_for_pull_access(env: &TestEnv, ns: &str, limit: Duration) -> Option<Duration> {
+    let started = Instant::now();
+    while started.elapsed() < limit {
+        if pull_access(env, ns).await.is_some() {
+            return Some(started.elapsed());
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    None
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_new_namespace_gets_pull_access_within_a_second_idle_writes_nothing_sigterm_exits_0()
+ {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let name = unique_name("run");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&name, &prefix),
+    )
+    .expect("workspace");
+
+    let running = Running::start(env, dir.path());
+    // The first reconcile: the glob matches nothing yet.
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+    let addr = running.metrics_addr();
+    let (ready, _) = http_get(&addr, "/readyz").await;
+    assert!(ready.contains("200"), "{ready}");
+
+    // 1. A new namespace matching the glob gets its pull secret and link.
+    let ns = format!("{prefix}-a");
+    let created = Instant::now();
+    create_namespace_with_default_sa(env, &ns).await;
+    let creating = created.elapsed();
+    let latency = wait_for_pull_access(env, &ns, Duration::from_secs(10))
+        .await
+        .unwrap_or_else(|| panic!("no pull access in {ns} after 10 s; log:\n{}", running.log()));
+    let total = created.elapsed();
+    eprintln!(
+        "pullwarden run: pull secret and link in place {latency:?} after the namespace and its ServiceAccount existed ({total:?} from the namespace create call; the creates took {creating:?})"
+    );
+    assert!(
+        latency <= Duration::from_secs(1),
+        "pull access took {latency:?}; log:\n{}",
+        running.log()
+    );
+    let secret = Api::<Secret>::namespaced(env.admin(), &ns)
+        .get("quay-pull")
+        .await
+        .expect("secret");
+    assert_eq!(
+        secret.type_.as_deref(),
+        Some("kubernetes.io/dockerconfigjson")
+    );
+    let log = running.log();
+    assert!(
+        !log.contains(PASSWORD),
+        "the log holds the password:\n{log}"
+    );
+
+    // 2. Idle: the events of its own writes settle; then an unrelated change
+    // (an annotation on the namespace) triggers a reconcile that writes nothing.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = pull_access(env, &ns).await.expect("pull access");
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    let reconciles = metric_sum(&metrics, "pullwarden_reconciles_total");
+    let changes = metric_sum(&metrics, "pullwarden_changes_total");
+    assert!(changes >= 2, "a create and a link were counted:\n{metrics}");
+    let in_sync = running.count("in sync");
+    Api::<Namespace>::all(env.admin())
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(
+                serde_json::json!({"metadata": {"annotations": {"example.com/touched": "yes"}}}),
+            ),
+        )
+        .await
+        .expect("annotate the namespace");
+    running
+        .wait_for("in sync", in_sync, Duration::from_secs(10))
+        .await;
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let after = pull_access(env, &ns).await.expect("pull access");
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    assert!(
+        metric_sum(&metrics, "pullwarden_reconciles_total") > reconciles,
+        "the annotation triggered a reconcile:\n{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "pullwarden_changes_total"),
+        changes,
+        "an idle reconcile wrote:\n{metrics}\nlog:\n{}",
+        running.log()
+    );
+    assert_eq!(before, after, "the managed objects were written while idle");
+    assert!(metrics.contains("pullwarden_last_reconcile_timestamp_seconds "));
+
+    // 3. SIGTERM: exit 0, promptly.
+    let (code, took, log) = running.terminate().await;
+    eprintln!("pullwarden run: exited {code:?} {took:?} after SIGTERM");
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    assert!(log.contains("SIGTERM"), "{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_reloads_the_workspace_and_keeps_the_last_good_one_when_broken() {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let other = unique_name("squad");
+    let name = unique_name("run");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(&file, glob_workspace(&name, &prefix)).expect("workspace");
+
+    let running = Running::start(env, dir.path());
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+    let addr = running.metrics_addr();
+
+    // A broken workspace: reported, the last good one kept.
+    std::fs::write(
+        &file,
+        "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: [",
+    )
+    .expect("broken");
+    running
+        .wait_for("keeping the last good one", 0, Duration::from_secs(10))
+        .await;
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    assert_eq!(
+        metric_sum(&metrics, "pullwarden_workspace_broken"),
+        1,
+        "{metrics}"
+    );
+    let ns = format!("{prefix}-b");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the last good workspace was not used; log:\n{}",
+        running.log()
+    );
+
+    // A fixed workspace with another glob: reloaded, its namespaces served.
+    std::fs::write(&file, glob_workspace(&name, &other)).expect("fixed");
+    running
+        .wait_for("workspace reloaded", 0, Duration::from_secs(10))
+        .await;
+    let (_, metrics) = http_get(&addr, "/metrics").await;
+    assert_eq!(
+        metric_sum(&metrics, "pullwarden_workspace_broken"),
+        0,
+        "{metrics}"
+    );
+    let ns = format!("{other}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the reloaded workspace was not used; log:\n{}",
+        running.log()
+    );
+
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+}
