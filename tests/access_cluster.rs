@@ -261,7 +261,7 @@ async fn cluster_access_shows_the_openshift_examples_grants_and_the_plan_their_l
     assert!(
         unavailable
             .stdout
-            .contains("Access: unavailable: the credentials may not list clusterroles"),
+            .contains("Access: unavailable: the credentials may not list the RBAC objects"),
         "{unavailable}"
     );
 }

@@ -46,30 +46,36 @@ pub(crate) fn start_policy_read(
     rt.spawn(async move { pullwarden_kube::rbac::read_rbac(&client, &options).await })
 }
 
-/// The policy read by [`start_policy_read`]; a failure (least-privileged
-/// credentials that may not list roles) makes access unavailable, not the
-/// command fail.
+/// The policy read by [`start_policy_read`]. Credentials that may not list
+/// RBAC objects (least-privileged CI identities) make the access section
+/// unavailable, not the command fail, with the same words whichever of the
+/// four lists was refused first. Any other failure (a timeout, a 5xx, a reset
+/// connection) fails the command, like a failed read of the live state: a
+/// plan is either the fault-free one or none.
 pub(crate) fn finish_policy_read(
     rt: &tokio::runtime::Runtime,
     task: tokio::task::JoinHandle<Result<rbac::Policy, pullwarden_kube::ClusterError>>,
-) -> PolicyRead {
+    out: &Output,
+) -> Result<PolicyRead, Failed> {
     let policy = match rt.block_on(task) {
         Ok(Ok(policy)) => Ok(policy),
-        Ok(Err(pullwarden_kube::ClusterError::Forbidden {
-            verb,
-            resource,
-            scope,
-        })) => Err(format!(
-            "the credentials may not {verb} {resource} at {scope}; {}",
+        Ok(Err(pullwarden_kube::ClusterError::Forbidden { .. })) => Err(format!(
+            "the credentials may not list the RBAC objects; {}",
             pullwarden_kube::rbac::READ_RBAC_POLICY_HELP
         )),
-        Ok(Err(e)) => Err(format!("cannot read the RBAC policy: {e}")),
-        Err(_) => Err("cannot read the RBAC policy: the read was cancelled".to_owned()),
+        Ok(Err(e)) => {
+            out.report(&miette::Report::new(e));
+            return Err(Failed);
+        }
+        Err(_) => {
+            out.status("pullwarden: reading the RBAC policy was cancelled");
+            return Err(Failed);
+        }
     };
-    PolicyRead {
+    Ok(PolicyRead {
         policy,
         notes: Vec::new(),
-    }
+    })
 }
 
 /// The access section of `plan` (set on it).
@@ -160,7 +166,8 @@ fn access_inner(args: &AccessArgs, out: &Output) -> Result<ExitCode, Failed> {
             &options,
             out,
         )?;
-        (live, finish_policy_read(&rt, task), Some(client))
+        let read = finish_policy_read(&rt, task, out)?;
+        (live, read, Some(client))
     };
     let policy = match read.policy {
         Ok(policy) => policy,

@@ -61,7 +61,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         let planned = make_plan(&ws, &registries, &live, args.adopt);
         (planned.plan, planned.desired)
     };
-    let policy = super::access::finish_policy_read(&rt, policy_task);
+    let policy = super::access::finish_policy_read(&rt, policy_task, out)?;
     super::access::attach_access(&mut plan, &ws, &live, &policy, out);
     out.data(&render::text(&plan, out.style()));
     if !plan.errors.is_empty() {

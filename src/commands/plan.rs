@@ -92,6 +92,7 @@ fn live_and_policy(
             &options,
             out,
         )?;
-        Ok((live, finish_policy_read(&rt, task)))
+        let read = finish_policy_read(&rt, task, out)?;
+        Ok((live, read))
     }
 }
