@@ -19,10 +19,12 @@ use std::collections::BTreeSet;
 
 use serde::Serialize;
 
-use crate::escape;
 use crate::live::{LiveState, Meta, Ownership, SOURCE_ANNOTATION};
 use crate::plan::{Action, Change, Detail, Finding, FindingCode, ObjectKind, Plan, link_records};
-use crate::render::kind_name;
+
+mod render;
+
+pub use render::{github_annotations, junit, markdown, text};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -326,175 +328,6 @@ fn describe_links(links: &crate::plan::LinkDiff) -> String {
         parts.push(format!("unlink {s} (secrets)"));
     }
     parts.join(", ")
-}
-
-/// Text for people: one line per item, grouped by class.
-pub fn text(report: &DriftReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for class in [DriftClass::Drift, DriftClass::Pending] {
-        let items: Vec<&DriftItem> = report.items.iter().filter(|i| i.class == class).collect();
-        if items.is_empty() {
-            continue;
-        }
-        let _ = writeln!(
-            out,
-            "{}:",
-            if class == DriftClass::Drift {
-                "Drift (the cluster moved away from the workspace)"
-            } else {
-                "Pending work (the workspace asks for more than was applied)"
-            }
-        );
-        for item in items {
-            let _ = write!(
-                out,
-                "  {} {} {}/{}: {}",
-                if class == DriftClass::Drift { "!" } else { "+" },
-                kind_name(item.kind),
-                escape::text(&item.namespace),
-                escape::text(&item.name),
-                escape::text(&item.what)
-            );
-            if !item.changed_by.is_empty() {
-                let _ = write!(
-                    out,
-                    " (changed by {})",
-                    escape::text(&item.changed_by.join(", "))
-                );
-            }
-            out.push('\n');
-        }
-        out.push('\n');
-    }
-    for f in &report.missing {
-        let _ = writeln!(out, "missing: {}", escape::text(&f.message));
-    }
-    for f in &report.errors {
-        let _ = writeln!(out, "error: {}", escape::text(&f.message));
-    }
-    if report.in_sync {
-        out.push_str("In sync: the cluster matches the workspace.\n");
-    } else {
-        let _ = writeln!(
-            out,
-            "{} drifted, {} pending{}. `pullwarden apply` repairs both.",
-            report.drift,
-            report.pending,
-            if report.errors.is_empty() {
-                String::new()
-            } else {
-                format!(", {} error(s)", report.errors.len())
-            }
-        );
-    }
-    out
-}
-
-/// Markdown for a job summary or an issue.
-pub fn markdown(report: &DriftReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = format!(
-        "### pullwarden drift: workspace {}\n\n",
-        escape::markdown(&report.workspace)
-    );
-    if report.in_sync {
-        out.push_str("**In sync.** The cluster matches the workspace.\n");
-        return out;
-    }
-    let _ = writeln!(
-        out,
-        "**{} drifted, {} pending, {} errors.**\n\n| class | object | what | changed by |\n|---|---|---|---|",
-        report.drift,
-        report.pending,
-        report.errors.len()
-    );
-    for item in &report.items {
-        let _ = writeln!(
-            out,
-            "| {:?} | {} {}/{} | {} | {} |",
-            item.class,
-            kind_name(item.kind),
-            escape::markdown(&item.namespace),
-            escape::markdown(&item.name),
-            escape::markdown(&item.what),
-            escape::markdown(&item.changed_by.join(", "))
-        );
-    }
-    for f in report.missing.iter().chain(&report.errors) {
-        let _ = writeln!(out, "\n:x: {}", escape::markdown(&f.message));
-    }
-    out
-}
-
-/// JUnit XML: one failed test case per drifted or pending object, so any CI shows them.
-pub fn junit(report: &DriftReport) -> String {
-    use std::fmt::Write as _;
-    let failures = report.items.len() + report.missing.len() + report.errors.len();
-    let tests = failures.max(1);
-    let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pullwarden drift\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite name=\"workspace {}\" tests=\"{tests}\" failures=\"{failures}\">\n",
-        xml(&report.workspace)
-    );
-    for item in &report.items {
-        let _ = writeln!(
-            out,
-            "    <testcase classname=\"{}\" name=\"{} {}\"><failure type=\"{:?}\" message=\"{}\"/></testcase>",
-            xml(&item.namespace),
-            kind_name(item.kind),
-            xml(&item.name),
-            item.class,
-            xml(&item.what)
-        );
-    }
-    for f in report.missing.iter().chain(&report.errors) {
-        let _ = writeln!(
-            out,
-            "    <testcase classname=\"{}\" name=\"{}\"><failure type=\"error\" message=\"{}\"/></testcase>",
-            xml(f.namespace.as_deref().unwrap_or("cluster")),
-            xml(f.code.as_str()),
-            xml(&f.message)
-        );
-    }
-    if failures == 0 {
-        out.push_str("    <testcase classname=\"cluster\" name=\"in sync\"/>\n");
-    }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
-}
-
-fn xml(text: &str) -> String {
-    escape::xml(text)
-}
-
-/// GitHub Actions workflow commands: one annotation per item.
-pub fn github_annotations(report: &DriftReport) -> String {
-    use std::fmt::Write as _;
-    let mut out = String::new();
-    for item in &report.items {
-        let level = if item.class == DriftClass::Drift {
-            "error"
-        } else {
-            "warning"
-        };
-        let _ = writeln!(
-            out,
-            "::{level} title=pullwarden {:?}::{} {}/{}: {}",
-            item.class,
-            kind_name(item.kind),
-            gh_escape(&item.namespace),
-            gh_escape(&item.name),
-            gh_escape(&item.what)
-        );
-    }
-    for f in report.missing.iter().chain(&report.errors) {
-        let _ = writeln!(out, "::error title=pullwarden::{}", gh_escape(&f.message));
-    }
-    out
-}
-
-fn gh_escape(text: &str) -> String {
-    escape::workflow_message(text)
 }
 
 #[cfg(test)]
@@ -810,7 +643,7 @@ mod tests {
 
     #[test]
     fn annotations_cannot_forge_workflow_commands() {
-        assert_eq!(gh_escape("a\n::error::x"), "a%0A::error::x");
-        assert_eq!(xml("<a \"b\">&"), "&lt;a &quot;b&quot;&gt;&amp;");
+        assert_eq!(render::gh_escape("a\n::error::x"), "a%0A::error::x");
+        assert_eq!(render::xml("<a \"b\">&"), "&lt;a &quot;b&quot;&gt;&amp;");
     }
 }
