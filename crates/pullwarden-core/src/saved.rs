@@ -223,7 +223,7 @@ pub fn stale_reasons(
                  ns: &str,
                  name: &str,
                  assumed: Option<&crate::plan::Assumed>| {
-        let what = format!("{kind:?} {ns}/{name}");
+        let what = format!("{} {ns}/{name}", crate::render::kind_name(kind));
         match (metas.get(&(kind, ns, name)), assumed) {
             (Some(meta), Some(a)) => {
                 if meta.uid != a.uid {
@@ -279,7 +279,7 @@ pub fn stale_reasons(
             .difference(&desired.matched_namespaces)
             .collect();
         reasons.push(format!(
-            "the namespaces the globs match changed (new: {added:?}, gone: {removed:?})"
+            "the namespaces the globs and label selectors match changed (new: {added:?}, gone: {removed:?})"
         ));
     }
     let salt: Vec<u8> = crate::secret::unhex(&saved.salt).unwrap_or_default();
