@@ -447,10 +447,15 @@ impl Scope {
     /// `allServiceAccountsIn` groups (and their ServiceAccounts) of the
     /// namespaces `pattern` matches.
     fn add_groups_matching(&mut self, pattern: &NamespacePattern, live: &LiveState) {
+        // A label selector chooses by the namespace's labels, like the planner.
         let namespaces: BTreeSet<&String> = live
             .namespaces
             .iter()
-            .filter(|ns| pattern.matches(ns))
+            .filter(|ns| {
+                pattern
+                    .matches_namespace(ns, live.namespace_labels.get(*ns))
+                    .unwrap_or(false)
+            })
             .collect();
         let exact = if let NamespacePattern::Exact(name) = pattern {
             Some(name)
@@ -1391,6 +1396,44 @@ mod tests {
             .iter()
             .map(|l| format!("{} {} {}", l.subject, l.kind.as_str(), l.target))
             .collect()
+    }
+
+    /// `allServiceAccountsIn` with a label selector chooses namespaces by
+    /// their labels, as the planner does.
+    #[test]
+    fn a_selector_in_all_service_accounts_in_chooses_by_labels() {
+        use crate::names::{LabelSelector, SelectorOperator, SelectorRequirement};
+        let mut live = live();
+        live.namespace_labels.insert(
+            "project-c".into(),
+            BTreeMap::from([("team".to_string(), "payments".to_string())]),
+        );
+        let selector = NamespacePattern::Selector(LabelSelector::new([SelectorRequirement {
+            key: "team".into(),
+            operator: SelectorOperator::In,
+            values: BTreeSet::from(["payments".to_string()]),
+        }]));
+        let grant = PullGrant {
+            name: "g".into(),
+            origin: at(()).origin,
+            role: at("system:image-puller".into()),
+            namespaces: vec![at(NamespacePattern::parse("project-b").unwrap())],
+            to: vec![at(WorkspaceSubject::AllServiceAccountsIn(selector))],
+        };
+        let scope = Scope::of_workspace(&workspace(vec![grant]), &live);
+        assert!(
+            scope
+                .subjects
+                .contains(&PullSubject::AllServiceAccountsIn("project-c".into())),
+            "{:?}",
+            scope.subjects
+        );
+        assert!(
+            !scope
+                .subjects
+                .contains(&PullSubject::AllServiceAccountsIn("project-a".into())),
+            "an unlabelled namespace is not chosen"
+        );
     }
 
     #[test]
