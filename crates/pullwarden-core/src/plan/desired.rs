@@ -90,7 +90,7 @@ fn labels_of<'l>(live: &'l LiveState, namespace: &str) -> Option<&'l Labels> {
 /// error, so that nothing is written or pruned on a guess.
 fn labels_unknown(desired: &mut Desired, what: &str, namespaces: &[String]) {
     desired.errors.push(finding(
-        FindingCode::MissingNamespace,
+        FindingCode::LabelsUnknown,
         (namespaces.len() == 1).then(|| namespaces[0].as_str()),
         format!(
             "{what} depends on the labels of namespace(s) {}, which could not be read (credentials that cannot list namespaces); nothing is planned there",
@@ -163,7 +163,7 @@ fn expand_targets(
                             out.insert(name.clone());
                         }
                         Some(false) => desired.errors.push(finding(
-                            FindingCode::MissingNamespace,
+                            FindingCode::ExcludedByLabels,
                             Some(name),
                             format!(
                                 "{owner} targets namespace `{name}`, which the workspace's scope leaves out by its labels; nothing is planned there"

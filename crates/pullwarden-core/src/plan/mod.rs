@@ -243,6 +243,10 @@ pub enum FindingCode {
     Conflict,
     #[serde(rename = "pullwarden::plan::missing_namespace")]
     MissingNamespace,
+    #[serde(rename = "pullwarden::plan::excluded_by_labels")]
+    ExcludedByLabels,
+    #[serde(rename = "pullwarden::plan::labels_unknown")]
+    LabelsUnknown,
     #[serde(rename = "pullwarden::plan::namespace_terminating")]
     NamespaceTerminating,
     #[serde(rename = "pullwarden::plan::glob_matches_nothing")]
@@ -264,6 +268,8 @@ impl FindingCode {
         match self {
             Self::Conflict => "pullwarden::plan::conflict",
             Self::MissingNamespace => "pullwarden::plan::missing_namespace",
+            Self::ExcludedByLabels => "pullwarden::plan::excluded_by_labels",
+            Self::LabelsUnknown => "pullwarden::plan::labels_unknown",
             Self::NamespaceTerminating => "pullwarden::plan::namespace_terminating",
             Self::GlobMatchesNothing => "pullwarden::plan::glob_matches_nothing",
             Self::PrunedSecretStillReferenced => "pullwarden::plan::pruned_secret_still_referenced",
