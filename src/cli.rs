@@ -246,6 +246,19 @@ pub struct RunArgs {
     /// How many changes run at once within a phase.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// Write only while holding a `coordination.k8s.io/v1` Lease (run several replicas).
+    #[arg(long)]
+    pub leader_elect: bool,
+    /// The Lease's namespace (default: `POD_NAMESPACE`, else `default`).
+    #[arg(long, value_name = "NAMESPACE", env = "POD_NAMESPACE")]
+    pub lease_namespace: Option<String>,
+    /// The Lease's name.
+    #[arg(long, value_name = "NAME", default_value = "pullwarden-run")]
+    pub lease_name: String,
+    /// How long a holder that stops renewing keeps the lease; it renews every third of it
+    /// and stops writing when it could not renew for two thirds.
+    #[arg(long, value_name = "DURATION", default_value = "15s", value_parser = parse_duration)]
+    pub lease_duration: std::time::Duration,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

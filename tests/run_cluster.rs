@@ -57,6 +57,10 @@ struct Running {
 
 impl Running {
     fn start(env: &TestEnv, dir: &std::path::Path) -> Running {
+        Running::start_with(env, dir, &[])
+    }
+
+    fn start_with(env: &TestEnv, dir: &std::path::Path, extra: &[&str]) -> Running {
         let mut child = tokio::process::Command::new(binary())
             .args([
                 "run",
@@ -70,6 +74,7 @@ impl Running {
                 "--workspace-poll",
                 "200ms",
             ])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env("PULLWARDEN_RUN_TEST_PASSWORD", PASSWORD)
             .env_remove("KUBECONFIG")
@@ -134,17 +139,23 @@ impl Running {
             .to_owned()
     }
 
-    async fn terminate(mut self) -> (Option<i32>, Duration, String) {
+    async fn terminate(self) -> (Option<i32>, Duration, String) {
+        self.signal("-TERM").await
+    }
+
+    async fn signal(mut self, signal: &str) -> (Option<i32>, Duration, String) {
         let pid = self.child.id().expect("pid").to_string();
         let started = Instant::now();
         let kill = std::process::Command::new("kill")
-            .args(["-TERM", &pid])
+            .args([signal, &pid])
             .status()
             .expect("kill");
         assert!(kill.success());
         let status = tokio::time::timeout(Duration::from_secs(10), self.child.wait())
             .await
-            .unwrap_or_else(|_| panic!("did not exit within 10 s of SIGTERM; log:\n{}", self.log()))
+            .unwrap_or_else(|_| {
+                panic!("did not exit within 10 s of {signal}; log:\n{}", self.log())
+            })
             .expect("wait");
         // Let the reader take the last lines.
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -402,4 +413,110 @@ async fn cluster_run_reloads_the_workspace_and_keeps_the_last_good_one_when_brok
 
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_leader_election_only_the_leader_writes_and_a_standby_takes_over() {
+    use k8s_openapi::api::coordination::v1::Lease;
+
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let name = unique_name("run");
+    let lease = unique_name("lease");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&name, &prefix),
+    )
+    .expect("workspace");
+    let flags = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+    ];
+
+    let first = Running::start_with(env, dir.path(), &flags);
+    first
+        .wait_for("acquired the lease", 0, Duration::from_secs(60))
+        .await;
+    first.wait_for("in sync", 0, Duration::from_secs(30)).await;
+    let second = Running::start_with(env, dir.path(), &flags);
+    second
+        .wait_for("standby: waiting for the lease", 0, Duration::from_secs(60))
+        .await;
+
+    // Only the leader writes.
+    let ns = format!("{prefix}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no pull access; leader log:\n{}",
+        first.log()
+    );
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let (_, leader) = http_get(&first.metrics_addr(), "/metrics").await;
+    let (ready, _) = http_get(&second.metrics_addr(), "/readyz").await;
+    assert!(ready.contains("200"), "a standby is ready: {ready}");
+    let (_, standby) = http_get(&second.metrics_addr(), "/metrics").await;
+    assert!(
+        metric_sum(&leader, "pullwarden_changes_total") >= 2,
+        "{leader}"
+    );
+    assert_eq!(metric_sum(&leader, "pullwarden_leader"), 1, "{leader}");
+    assert_eq!(
+        metric_sum(&standby, "pullwarden_changes_total"),
+        0,
+        "{standby}"
+    );
+    assert_eq!(
+        metric_sum(&standby, "pullwarden_reconciles_total"),
+        0,
+        "{standby}"
+    );
+    assert_eq!(metric_sum(&standby, "pullwarden_leader"), 0, "{standby}");
+
+    // SIGKILL of the leader: the standby takes over and converges.
+    let (code, _, _) = first.signal("-KILL").await;
+    assert_eq!(code, None, "killed by a signal");
+    let killed = Instant::now();
+    second
+        .wait_for("acquired the lease", 0, Duration::from_secs(15))
+        .await;
+    let takeover = killed.elapsed();
+    eprintln!(
+        "pullwarden run: the standby took the lease over {takeover:?} after the leader was killed (lease duration 3 s)"
+    );
+    assert!(
+        takeover <= Duration::from_secs(6),
+        "takeover took {takeover:?}; log:\n{}",
+        second.log()
+    );
+    let ns = format!("{prefix}-b");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "the new leader did not converge; log:\n{}",
+        second.log()
+    );
+
+    // SIGTERM releases the lease.
+    let (code, _, log) = second.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+    let held = Api::<Lease>::namespaced(env.admin(), "default")
+        .get(&lease)
+        .await
+        .expect("lease");
+    assert_eq!(
+        held.spec.and_then(|s| s.holder_identity),
+        None,
+        "the lease was not released; log:\n{log}"
+    );
 }

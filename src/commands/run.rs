@@ -40,6 +40,17 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
         read: read_options(&args.cluster),
         concurrency: usize::from(args.concurrency),
         adopt: args.adopt,
+        lease: args
+            .leader_elect
+            .then(|| pullwarden_controller::lease::LeaseConfig {
+                namespace: args
+                    .lease_namespace
+                    .clone()
+                    .unwrap_or_else(|| "default".to_owned()),
+                name: args.lease_name.clone(),
+                identity: identity(),
+                duration: args.lease_duration,
+            }),
     };
     let rt = runtime(out)?;
     let client = connect(&rt, &args.cluster, out)?;
@@ -77,6 +88,29 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
             Err(Failed)
         }
     }
+}
+
+/// This replica's name in the Lease: the host (the pod's name in a
+/// Deployment), the process id and a random suffix.
+fn identity() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|h| !h.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|h| h.trim().to_owned())
+        })
+        .unwrap_or_else(|| "pullwarden".to_owned());
+    let suffix = super::random_bytes::<4>();
+    format!(
+        "{host}-{}-{:02x}{:02x}{:02x}{:02x}",
+        std::process::id(),
+        suffix[0],
+        suffix[1],
+        suffix[2],
+        suffix[3]
+    )
 }
 
 fn print(out: &Output, format: LogFormat, log: &Log) {

@@ -11,6 +11,7 @@
 //!
 //! This crate prints nothing: it hands [`Log`] lines to the caller.
 
+pub mod lease;
 mod metrics;
 mod watch;
 pub mod workspace;
@@ -47,6 +48,8 @@ pub struct Config {
     pub concurrency: usize,
     /// Take over unlabelled objects (`--adopt`).
     pub adopt: bool,
+    /// Leader election: only the holder of this Lease writes (none: always writes).
+    pub lease: Option<lease::LeaseConfig>,
 }
 
 /// How bad a [`Log`] line is.
@@ -126,6 +129,7 @@ enum Trigger {
     Watch,
     Workspace,
     Resync,
+    Leader,
 }
 
 impl Trigger {
@@ -135,6 +139,7 @@ impl Trigger {
             Self::Watch => "watch",
             Self::Workspace => "workspace",
             Self::Resync => "resync",
+            Self::Leader => "leader",
         }
     }
 }
@@ -207,6 +212,20 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
         });
     }
 
+    let (mut leadership, election) = match &config.lease {
+        Some(lease) => {
+            let (leadership, handle) = lease::elect(
+                &client,
+                lease.clone(),
+                log.clone(),
+                stop_rx.clone(),
+                metrics.clone(),
+            );
+            (leadership, Some(handle))
+        }
+        None => (lease::Leadership::always(), None),
+    };
+
     let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<Trigger>();
     watch::start(&client, &trigger_tx, &log);
     {
@@ -240,6 +259,17 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
         tokio::time::interval_at(tokio::time::Instant::now() + config.resync, config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
+        if !leadership.holds() {
+            log(Log::new(Level::Info, "standby: waiting for the lease"));
+            metrics.set_ready();
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                () = leadership.acquired() => {}
+            }
+            while trigger_rx.try_recv().is_ok() {}
+            next = Some(Trigger::Leader);
+        }
         let trigger = if let Some(t) = next.take() {
             t
         } else {
@@ -289,7 +319,14 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             }
         }
         let ok = reconcile(
-            &client, &config, &current, &metrics, &log, trigger, &mut stop,
+            &client,
+            &config,
+            &current,
+            &metrics,
+            &log,
+            trigger,
+            &mut stop,
+            &mut leadership,
         )
         .await;
         match ok {
@@ -299,6 +336,10 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
         if *stop.borrow() {
             break;
         }
+    }
+    if let Some(election) = election {
+        // It releases the lease when it held it.
+        let _ = tokio::time::timeout(Duration::from_secs(5), election).await;
     }
     log(Log::new(Level::Info, "stopped"));
     Ok(())
@@ -310,7 +351,8 @@ enum Reconciled {
 }
 
 /// Reads, plans and applies once. A stop during the read drops it; a stop
-/// during apply lets the writes finish.
+/// during apply lets the writes finish; a lost lease drops them at once.
+#[allow(clippy::too_many_arguments)]
 async fn reconcile(
     client: &kube::Client,
     config: &Config,
@@ -319,6 +361,7 @@ async fn reconcile(
     log: &Sink,
     trigger: Trigger,
     stop: &mut signal_watch::Receiver<bool>,
+    leadership: &mut lease::Leadership,
 ) -> Reconciled {
     let started = Instant::now();
     let ws = &current.workspace;
@@ -423,16 +466,26 @@ async fn reconcile(
             }
         }
     };
-    // Not raced against the stop signal: writes in flight finish.
-    let outcomes = pullwarden_kube::apply::apply(
-        client,
-        &plan,
-        &desired,
-        &options,
-        &Hooks::default(),
-        &progress,
-    )
-    .await;
+    if !leadership.holds() {
+        log(Log::new(
+            Level::Warn,
+            "lost the lease before applying: nothing written",
+        ));
+        return Reconciled::Done(false);
+    }
+    // Not raced against the stop signal: writes in flight finish. Raced
+    // against losing the lease: another replica may be writing already.
+    let hooks = Hooks::default();
+    let applying =
+        pullwarden_kube::apply::apply(client, &plan, &desired, &options, &hooks, &progress);
+    let outcomes = tokio::select! {
+        outcomes = applying => outcomes,
+        () = leadership.lost() => {
+            metrics.failure("lease_lost");
+            log(Log::new(Level::Error, "lost the lease while applying: stopped writing at once"));
+            return Reconciled::Done(false);
+        }
+    };
     let failed = outcomes
         .iter()
         .filter(|o| o.status != OutcomeStatus::Done)

@@ -19,6 +19,8 @@ struct Counters {
     last_success: f64,
     workspace_loads: u64,
     workspace_broken: bool,
+    /// None without leader election.
+    leader: Option<bool>,
 }
 
 /// Shared between the loop and the HTTP endpoint.
@@ -74,6 +76,15 @@ impl Metrics {
         });
     }
 
+    pub fn leader(&self, leader: bool) {
+        self.with(|c| c.leader = Some(leader));
+    }
+
+    /// Ready without a reconcile: a standby replica.
+    pub fn set_ready(&self) {
+        self.ready.store(true, Ordering::SeqCst);
+    }
+
     pub fn is_ready(&self) -> bool {
         self.ready.load(Ordering::SeqCst)
     }
@@ -121,6 +132,13 @@ impl Metrics {
                 "# HELP pullwarden_workspace_broken 1 while the workspace on disk has errors (the last good one is used).\n# TYPE pullwarden_workspace_broken gauge\npullwarden_workspace_broken {}",
                 u8::from(c.workspace_broken)
             );
+            if let Some(leader) = c.leader {
+                let _ = writeln!(
+                    out,
+                    "# HELP pullwarden_leader 1 while this replica holds the lease and may write.\n# TYPE pullwarden_leader gauge\npullwarden_leader {}",
+                    u8::from(leader)
+                );
+            }
             out
         })
     }
