@@ -16,7 +16,7 @@ use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, Buf
 
 mod common;
 
-use common::{binary, path_str};
+use common::{binary, kubectl_ok, path_str, repo, token_kubeconfig};
 use pullwarden_testenv::{ADMIN_CONTEXT, TestEnv, unique_name};
 
 const PASSWORD: &str = "Run-Canary-Pw-7c41d2";
@@ -61,14 +61,19 @@ impl Running {
     }
 
     fn start_with(env: &TestEnv, dir: &std::path::Path, extra: &[&str]) -> Running {
+        let mut args = vec!["--context", ADMIN_CONTEXT];
+        args.extend(extra);
+        Running::start_as(env.kubeconfig(), dir, &args)
+    }
+
+    /// With this kubeconfig (its current context unless `extra` names one).
+    fn start_as(kubeconfig: &std::path::Path, dir: &std::path::Path, extra: &[&str]) -> Running {
         let mut child = tokio::process::Command::new(binary())
             .args([
                 "run",
                 path_str(dir),
                 "--kubeconfig",
-                path_str(env.kubeconfig()),
-                "--context",
-                ADMIN_CONTEXT,
+                path_str(kubeconfig),
                 "--metrics-addr",
                 "127.0.0.1:0",
                 "--workspace-poll",
@@ -519,4 +524,96 @@ async fn cluster_run_leader_election_only_the_leader_writes_and_a_standby_takes_
         None,
         "the lease was not released; log:\n{log}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_in_cluster_example_rbac_is_enough() {
+    let env = TestEnv::shared().await;
+    let dir = repo().join("examples/in-cluster");
+    let mut manifests: Vec<std::path::PathBuf> = std::fs::read_dir(&dir)
+        .expect("examples/in-cluster")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "yaml"))
+        .collect();
+    manifests.sort();
+    assert_eq!(manifests.len(), 4, "{manifests:?}");
+    // Every manifest is accepted by the API server (schema, admission); no
+    // controller runs the Deployment here.
+    for manifest in &manifests {
+        kubectl_ok(env, &["apply", "--server-side", "-f", path_str(manifest)]).await;
+    }
+    // The ConfigMap's workspace is valid.
+    let configmap = kubectl_ok(
+        env,
+        &[
+            "get",
+            "configmap",
+            "pullwarden-run-workspace",
+            "-n",
+            "pullwarden-system",
+            "-o",
+            "jsonpath={.data.workspace\\.yaml}",
+        ],
+    )
+    .await;
+    let tmp = tempfile::tempdir().expect("tempdir");
+    let example = tmp.path().join("example.yaml");
+    std::fs::write(&example, &configmap.stdout).expect("write");
+    let validate = common::run(binary(), &["validate", path_str(&example)], &[]).await;
+    assert_eq!(validate.code, Some(0), "{validate}");
+
+    // `pullwarden run --leader-elect` as the example's ServiceAccount: its
+    // RBAC lets it watch, take the Lease and converge a new namespace.
+    let token = kubectl_ok(
+        env,
+        &[
+            "create",
+            "token",
+            "pullwarden-run",
+            "-n",
+            "pullwarden-system",
+        ],
+    )
+    .await;
+    let kubeconfig = tmp.path().join("run-kubeconfig");
+    token_kubeconfig(env, token.stdout.trim(), &kubeconfig);
+    let prefix = unique_name("team");
+    let workspace = tmp.path().join("workspace");
+    std::fs::create_dir(&workspace).expect("mkdir");
+    std::fs::write(
+        workspace.join("workspace.yaml"),
+        glob_workspace(&unique_name("run"), &prefix),
+    )
+    .expect("workspace");
+    let lease = unique_name("lease");
+    let running = Running::start_as(
+        &kubeconfig,
+        &workspace,
+        &[
+            "--leader-elect",
+            "--lease-namespace",
+            "pullwarden-system",
+            "--lease-name",
+            &lease,
+        ],
+    );
+    running
+        .wait_for("acquired the lease", 0, Duration::from_secs(60))
+        .await;
+    running
+        .wait_for("in sync", 0, Duration::from_secs(30))
+        .await;
+    let ns = format!("{prefix}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no pull access as the example's ServiceAccount; log:\n{}",
+        running.log()
+    );
+    let log = running.log();
+    assert!(!log.contains("forbidden"), "{log}");
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
 }
