@@ -639,7 +639,8 @@ pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveSta
         if namespace.terminating {
             live.terminating.insert(namespace.name);
         } else {
-            live.namespace_labels.insert(namespace.name.clone(), namespace.labels);
+            live.namespace_labels
+                .insert(namespace.name.clone(), namespace.labels);
             live.namespaces.insert(namespace.name);
         }
     }
