@@ -617,3 +617,77 @@ async fn cluster_run_in_cluster_example_rbac_is_enough() {
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&unique_name("run"), &prefix),
+    )
+    .expect("workspace");
+    let running = Running::start(env, dir.path());
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+    let ns = format!("{prefix}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no pull access; log:\n{}",
+        running.log()
+    );
+
+    // A hostile writer strips pullwarden's entry whenever it sees it, for 20 s.
+    let accounts = Api::<ServiceAccount>::namespaced(env.admin(), &ns);
+    let started = Instant::now();
+    let mut strips = 0u32;
+    while started.elapsed() < Duration::from_secs(20) {
+        let mut sa = accounts.get("default").await.expect("get");
+        let before = sa.image_pull_secrets.as_ref().map_or(0, Vec::len);
+        if let Some(list) = sa.image_pull_secrets.as_mut() {
+            list.retain(|r| r.name != "quay-pull");
+        }
+        if sa.image_pull_secrets.as_ref().map_or(0, Vec::len) != before
+            && accounts
+                .replace("default", &PostParams::default(), &sa)
+                .await
+                .is_ok()
+        {
+            strips += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, metrics) = http_get(&running.metrics_addr(), "/metrics").await;
+    eprintln!(
+        "pullwarden run: a writer stripping the link for 20 s removed it {strips} times (pullwarden re-linked {} times)",
+        metric_sum(&metrics, "pullwarden_rewrites_total")
+    );
+    // Without a backoff pullwarden re-links within a reconcile (~0.2 s) each
+    // time: dozens of rounds. With it: after 2, 4, 8 s...
+    assert!(
+        strips >= 3,
+        "pullwarden stopped re-linking: {strips}; log:\n{}",
+        running.log()
+    );
+    assert!(
+        strips <= 8,
+        "no backoff: {strips} rounds; log:\n{}",
+        running.log()
+    );
+    assert!(
+        metric_sum(&metrics, "pullwarden_backoff_held_total") >= 1,
+        "{metrics}"
+    );
+    assert!(
+        metric_sum(&metrics, "pullwarden_rewrites_total") >= 2,
+        "{metrics}"
+    );
+    assert!(running.log().contains("backing off"), "{}", running.log());
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+}

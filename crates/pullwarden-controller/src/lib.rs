@@ -11,6 +11,7 @@
 //!
 //! This crate prints nothing: it hands [`Log`] lines to the caller.
 
+mod backoff;
 pub mod lease;
 mod metrics;
 mod watch;
@@ -130,6 +131,7 @@ enum Trigger {
     Workspace,
     Resync,
     Leader,
+    Backoff,
 }
 
 impl Trigger {
@@ -140,6 +142,7 @@ impl Trigger {
             Self::Workspace => "workspace",
             Self::Resync => "resync",
             Self::Leader => "leader",
+            Self::Backoff => "backoff",
         }
     }
 }
@@ -254,6 +257,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
     }
 
     let mut stop = stop_rx;
+    let mut backoff = backoff::Backoff::default();
+    let mut wake: Option<Instant> = None;
     let mut next: Option<Trigger> = Some(Trigger::Start);
     let mut resync =
         tokio::time::interval_at(tokio::time::Instant::now() + config.resync, config.resync);
@@ -278,6 +283,7 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                 _ = stop.changed() => break,
                 t = trigger_rx.recv() => match t { Some(t) => t, None => break },
                 _ = resync.tick() => Trigger::Resync,
+                () = sleep_until(wake), if wake.is_some() => Trigger::Backoff,
             }
         };
         if *stop.borrow() {
@@ -302,6 +308,7 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                         log(Log::new(Level::Warn, format!("workspace: {warning}")));
                     }
                     current = loaded;
+                    backoff.clear();
                     metrics.workspace(false);
                 }
                 Err(problems) => {
@@ -327,11 +334,15 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             trigger,
             &mut stop,
             &mut leadership,
+            &mut backoff,
         )
         .await;
         match ok {
             Reconciled::Stopped => break,
-            Reconciled::Done(ok) => metrics.reconciled(ok),
+            Reconciled::Done(ok, next_wake) => {
+                metrics.reconciled(ok);
+                wake = next_wake;
+            }
         }
         if *stop.borrow() {
             break;
@@ -346,8 +357,16 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
 }
 
 enum Reconciled {
-    Done(bool),
+    /// Whether it converged, and when a held-back change may be written.
+    Done(bool, Option<Instant>),
     Stopped,
+}
+
+async fn sleep_until(wake: Option<Instant>) {
+    match wake {
+        Some(at) => tokio::time::sleep_until(at.into()).await,
+        None => std::future::pending().await,
+    }
 }
 
 /// Reads, plans and applies once. A stop during the read drops it; a stop
@@ -362,6 +381,7 @@ async fn reconcile(
     trigger: Trigger,
     stop: &mut signal_watch::Receiver<bool>,
     leadership: &mut lease::Leadership,
+    backoff: &mut backoff::Backoff,
 ) -> Reconciled {
     let started = Instant::now();
     let ws = &current.workspace;
@@ -396,7 +416,7 @@ async fn reconcile(
                 Level::Error,
                 format!("cannot read the cluster: {e}"),
             ));
-            return Reconciled::Done(false);
+            return Reconciled::Done(false, None);
         }
     };
     let mut key = [0u8; 32];
@@ -425,14 +445,50 @@ async fn reconcile(
             Level::Error,
             "the plan has errors; nothing was applied",
         ));
-        return Reconciled::Done(false);
+        return Reconciled::Done(false, None);
+    }
+    // Changes to objects another writer keeps undoing wait their turn.
+    let now = Instant::now();
+    backoff.expire(now);
+    let mut plan = plan;
+    let mut wake: Option<Instant> = None;
+    let mut held = 0usize;
+    let changes = std::mem::take(&mut plan.changes);
+    for change in changes {
+        match backoff.decide(&change, now) {
+            backoff::Decision::Write => plan.changes.push(change),
+            backoff::Decision::Wait(until, delay) => {
+                held += 1;
+                metrics.held_back(kind_str(change.kind));
+                log(Log::new(
+                    Level::Warn,
+                    format!(
+                        "another writer keeps undoing this change; backing off: {}",
+                        pullwarden_core::render::change_title(&change)
+                    ),
+                )
+                .field("delay_s", &delay.as_secs()));
+                wake = Some(wake.map_or(until, |w: Instant| w.min(until)));
+            }
+        }
+    }
+    if held > 0 {
+        plan.schedule = planner::schedule::schedule(&plan.changes);
+    }
+    if !plan.has_changes() && held > 0 {
+        log(
+            Log::new(Level::Info, "nothing to write now; changes held back")
+                .field("held", &held)
+                .field("trigger", &trigger.as_str()),
+        );
+        return Reconciled::Done(false, wake);
     }
     if !plan.has_changes() {
         log(Log::new(Level::Info, "in sync")
             .field("trigger", &trigger.as_str())
             .field("namespaces", &live.namespaces.len())
             .field("ms", &started.elapsed().as_millis()));
-        return Reconciled::Done(true);
+        return Reconciled::Done(true, None);
     }
     let options = ApplyOptions {
         concurrency: config.concurrency,
@@ -440,6 +496,7 @@ async fn reconcile(
         listed: Some(Arc::new(live)),
         ..ApplyOptions::default()
     };
+    let done = std::sync::Mutex::new(Vec::new());
     let progress = |outcome: &pullwarden_kube::apply::Outcome| {
         let change = &plan.changes[outcome.index];
         let kind = kind_str(change.kind);
@@ -447,6 +504,9 @@ async fn reconcile(
         let title = pullwarden_core::render::change_title(change);
         match &outcome.status {
             OutcomeStatus::Done => {
+                done.lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner)
+                    .push(outcome.index);
                 metrics.change(kind, action, "done");
                 log(Log::new(Level::Info, format!("done {title}")));
             }
@@ -471,7 +531,7 @@ async fn reconcile(
             Level::Warn,
             "lost the lease before applying: nothing written",
         ));
-        return Reconciled::Done(false);
+        return Reconciled::Done(false, None);
     }
     // Not raced against the stop signal: writes in flight finish. Raced
     // against losing the lease: another replica may be writing already.
@@ -483,9 +543,19 @@ async fn reconcile(
         () = leadership.lost() => {
             metrics.failure("lease_lost");
             log(Log::new(Level::Error, "lost the lease while applying: stopped writing at once"));
-            return Reconciled::Done(false);
+            return Reconciled::Done(false, None);
         }
     };
+    let written = Instant::now();
+    for index in done
+        .into_inner()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
+    {
+        let change = &plan.changes[index];
+        if backoff.written(change, written) {
+            metrics.rewrite(kind_str(change.kind));
+        }
+    }
     let failed = outcomes
         .iter()
         .filter(|o| o.status != OutcomeStatus::Done)
@@ -508,7 +578,7 @@ async fn reconcile(
     .field("changes", &plan.changes.len())
     .field("failed", &failed)
     .field("ms", &started.elapsed().as_millis()));
-    Reconciled::Done(failed == 0)
+    Reconciled::Done(failed == 0 && held == 0, wake)
 }
 
 /// The namespaces a workspace names exactly (targets inside its scope): what

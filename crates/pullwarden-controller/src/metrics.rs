@@ -19,6 +19,10 @@ struct Counters {
     last_success: f64,
     workspace_loads: u64,
     workspace_broken: bool,
+    /// kind → changes held back by the per-object backoff.
+    held: BTreeMap<&'static str, u64>,
+    /// kind → writes of an object another writer had undone.
+    rewrites: BTreeMap<&'static str, u64>,
     /// None without leader election.
     leader: Option<bool>,
 }
@@ -74,6 +78,14 @@ impl Metrics {
             }
             c.workspace_broken = broken;
         });
+    }
+
+    pub fn held_back(&self, kind: &'static str) {
+        self.with(|c| *c.held.entry(kind).or_default() += 1);
+    }
+
+    pub fn rewrite(&self, kind: &'static str) {
+        self.with(|c| *c.rewrites.entry(kind).or_default() += 1);
     }
 
     pub fn leader(&self, leader: bool) {
@@ -132,6 +144,14 @@ impl Metrics {
                 "# HELP pullwarden_workspace_broken 1 while the workspace on disk has errors (the last good one is used).\n# TYPE pullwarden_workspace_broken gauge\npullwarden_workspace_broken {}",
                 u8::from(c.workspace_broken)
             );
+            out.push_str("# HELP pullwarden_backoff_held_total Changes held back because another writer keeps undoing them, by kind.\n# TYPE pullwarden_backoff_held_total counter\n");
+            for (kind, n) in &c.held {
+                let _ = writeln!(out, "pullwarden_backoff_held_total{{kind=\"{kind}\"}} {n}");
+            }
+            out.push_str("# HELP pullwarden_rewrites_total Writes of an object pullwarden had written shortly before (another writer undid it), by kind.\n# TYPE pullwarden_rewrites_total counter\n");
+            for (kind, n) in &c.rewrites {
+                let _ = writeln!(out, "pullwarden_rewrites_total{{kind=\"{kind}\"}} {n}");
+            }
             if let Some(leader) = c.leader {
                 let _ = writeln!(
                     out,
