@@ -595,6 +595,8 @@ async fn cluster_run_in_cluster_example_rbac_is_enough() {
             "pullwarden-system",
             "--lease-name",
             &lease,
+            "--log-format",
+            "json",
         ],
     );
     running
@@ -616,6 +618,17 @@ async fn cluster_run_in_cluster_example_rbac_is_enough() {
     assert!(!log.contains("forbidden"), "{log}");
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
+    // `--log-format json` (as the Deployment runs it): one object per line.
+    for line in log.lines() {
+        let value: serde_json::Value = serde_json::from_str(line)
+            .unwrap_or_else(|e| panic!("not a JSON log line ({e}): {line}"));
+        assert!(
+            value["level"].is_string() && value["msg"].is_string(),
+            "{line}"
+        );
+        assert!(value["ts"].is_number(), "{line}");
+    }
+    assert!(log.contains("\"msg\":\"stopped\""), "{log}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -688,6 +701,66 @@ async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
         "{metrics}"
     );
     assert!(running.log().contains("backing off"), "{}", running.log());
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_sigterm_during_a_burst_exits_0_and_a_restart_converges_without_duplicates() {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&unique_name("run"), &prefix),
+    )
+    .expect("workspace");
+    let running = Running::start(env, dir.path());
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+    // A burst of 20 namespaces; SIGTERM as soon as the first writes land.
+    let names: Vec<String> = (0..20).map(|i| format!("{prefix}-{i}")).collect();
+    for ns in &names {
+        create_namespace_with_default_sa(env, ns).await;
+    }
+    running.wait_for("done ", 0, Duration::from_secs(10)).await;
+    let (code, took, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+    assert!(took < Duration::from_secs(5), "took {took:?}");
+    let before = {
+        let mut n = 0;
+        for ns in &names {
+            n += usize::from(pull_access(env, ns).await.is_some());
+        }
+        n
+    };
+    eprintln!(
+        "pullwarden run: SIGTERM during a burst of 20 namespaces: exited 0 in {took:?} with {before} of them converged"
+    );
+
+    // A restart converges every namespace, each link listed once.
+    let running = Running::start(env, dir.path());
+    for ns in &names {
+        assert!(
+            wait_for_pull_access(env, ns, Duration::from_secs(30))
+                .await
+                .is_some(),
+            "{ns} did not converge after the restart; log:\n{}",
+            running.log()
+        );
+        let sa = Api::<ServiceAccount>::namespaced(env.admin(), ns)
+            .get("default")
+            .await
+            .expect("sa");
+        let links = sa
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .filter(|r| r.name == "quay-pull")
+            .count();
+        assert_eq!(links, 1, "{ns}: {:?}", sa.image_pull_secrets);
+    }
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }
