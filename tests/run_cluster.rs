@@ -700,7 +700,60 @@ async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
         metric_sum(&metrics, "pullwarden_rewrites_total") >= 2,
         "{metrics}"
     );
-    assert!(running.log().contains("backing off"), "{}", running.log());
+    let log = running.log();
+    let warning = log
+        .lines()
+        .find(|l| l.contains("backing off"))
+        .unwrap_or_else(|| panic!("no backoff warning:\n{log}"));
+    // The other writer, as far as `managedFields` tell.
+    let writer = warning
+        .split("writer=")
+        .nth(1)
+        .and_then(|w| w.split_whitespace().next())
+        .unwrap_or_else(|| panic!("no writer in: {warning}"));
+    let managers: Vec<String> = accounts
+        .get("default")
+        .await
+        .expect("get")
+        .metadata
+        .managed_fields
+        .unwrap_or_default()
+        .into_iter()
+        .map(|m| format!("{:?}/{:?}", m.manager, m.operation))
+        .collect();
+    // Named from `managedFields` when the server reports a manager other than
+    // pullwarden; a writer that only removes entries owns no field, and this
+    // control plane returned none here, so only the shape is checked.
+    assert!(!writer.is_empty() && writer != "pullwarden", "{warning}");
+    eprintln!(
+        "pullwarden run: backoff warning names writer={writer} (managedFields: {managers:?})"
+    );
+    // And a Warning Event on the ServiceAccount says so.
+    let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(env.admin(), &ns)
+        .list(&kube::api::ListParams::default())
+        .await
+        .expect("events");
+    let event = events
+        .items
+        .iter()
+        .find(|e| e.reason.as_deref() == Some("BackingOff"))
+        .unwrap_or_else(|| panic!("no BackingOff Event in {ns}; log:\n{log}"));
+    assert_eq!(event.involved_object.name.as_deref(), Some("default"));
+    assert_eq!(
+        event.involved_object.kind.as_deref(),
+        Some("ServiceAccount")
+    );
+    assert_eq!(event.type_.as_deref(), Some("Warning"));
+    assert!(
+        event
+            .message
+            .as_deref()
+            .unwrap_or_default()
+            .contains(writer),
+        "{:?}",
+        event.message
+    );
+    eprintln!("pullwarden run: backoff Event: {:?}", event.message);
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }

@@ -25,6 +25,8 @@ struct Entry {
     written: Instant,
     /// Writes in a row, each needed again within the window.
     repeats: u32,
+    /// The current wait was reported (once per wait).
+    reported: bool,
 }
 
 #[derive(Default)]
@@ -35,8 +37,13 @@ pub struct Backoff {
 /// What [`Backoff::split`] decided for one change.
 pub enum Decision {
     Write,
-    /// Held back until then (the delay it waits).
-    Wait(Instant, Duration),
+    /// Held back until then (the delay it waits); `first` the first time
+    /// this wait is met (report it then only).
+    Wait {
+        until: Instant,
+        delay: Duration,
+        first: bool,
+    },
 }
 
 impl Backoff {
@@ -48,13 +55,18 @@ impl Backoff {
     }
 
     /// Whether a change to this object may be written now.
-    pub fn decide(&self, change: &Change, now: Instant) -> Decision {
-        match self.entries.get(&key(change)) {
+    pub fn decide(&mut self, change: &Change, now: Instant) -> Decision {
+        match self.entries.get_mut(&key(change)) {
             Some(e) if now.duration_since(e.written) < WINDOW => {
                 let delay = Self::delay(e.repeats);
                 let until = e.written + delay;
                 if now < until {
-                    Decision::Wait(until, delay)
+                    let first = !std::mem::replace(&mut e.reported, true);
+                    Decision::Wait {
+                        until,
+                        delay,
+                        first,
+                    }
                 } else {
                     Decision::Write
                 }
@@ -71,6 +83,7 @@ impl Backoff {
             Some(e) if now.duration_since(e.written) < WINDOW => {
                 e.repeats = e.repeats.saturating_add(1);
                 e.written = now;
+                e.reported = false;
                 true
             }
             _ => {
@@ -79,6 +92,7 @@ impl Backoff {
                     Entry {
                         written: now,
                         repeats: 0,
+                        reported: false,
                     },
                 );
                 false
@@ -124,17 +138,30 @@ mod tests {
         assert!(!b.written(&c, t0));
         // Undone at once: wait 2 s after the write.
         match b.decide(&c, t0 + Duration::from_millis(100)) {
-            Decision::Wait(until, delay) => {
+            Decision::Wait {
+                until,
+                delay,
+                first,
+            } => {
                 assert_eq!(delay, Duration::from_secs(2));
                 assert_eq!(until, t0 + Duration::from_secs(2));
+                assert!(first);
             }
             Decision::Write => panic!("no backoff"),
         }
+        // The same wait again: not reported twice.
+        assert!(matches!(
+            b.decide(&c, t0 + Duration::from_millis(200)),
+            Decision::Wait { first: false, .. }
+        ));
         let t1 = t0 + Duration::from_secs(2);
         assert!(matches!(b.decide(&c, t1), Decision::Write));
         assert!(b.written(&c, t1));
         match b.decide(&c, t1 + Duration::from_secs(3)) {
-            Decision::Wait(_, delay) => assert_eq!(delay, Duration::from_secs(4)),
+            Decision::Wait { delay, first, .. } => {
+                assert_eq!(delay, Duration::from_secs(4));
+                assert!(first);
+            }
             Decision::Write => panic!("no backoff"),
         }
         assert_eq!(Backoff::delay(20), CAP);

@@ -12,6 +12,7 @@
 //! This crate prints nothing: it hands [`Log`] lines to the caller.
 
 mod backoff;
+mod events;
 pub mod lease;
 mod metrics;
 mod watch;
@@ -457,17 +458,34 @@ async fn reconcile(
     for change in changes {
         match backoff.decide(&change, now) {
             backoff::Decision::Write => plan.changes.push(change),
-            backoff::Decision::Wait(until, delay) => {
+            backoff::Decision::Wait {
+                until,
+                delay,
+                first,
+            } => {
                 held += 1;
                 metrics.held_back(kind_str(change.kind));
-                log(Log::new(
-                    Level::Warn,
-                    format!(
-                        "another writer keeps undoing this change; backing off: {}",
-                        pullwarden_core::render::change_title(&change)
-                    ),
-                )
-                .field("delay_s", &delay.as_secs()));
+                if first {
+                    let meta = events::live_meta(&live, &change);
+                    let writer = events::other_writer(meta).unwrap_or("unknown");
+                    let title = pullwarden_core::render::change_title(&change);
+                    log(Log::new(
+                        Level::Warn,
+                        format!("another writer keeps undoing this change; backing off: {title}"),
+                    )
+                    .field("writer", &writer)
+                    .field("delay_s", &delay.as_secs()));
+                    let message = format!(
+                        "another writer ({writer}) keeps undoing pullwarden's change ({title}); the next write waits {}s",
+                        delay.as_secs()
+                    );
+                    if let Err(e) = events::backing_off(client, &change, meta, message).await {
+                        log(Log::new(
+                            Level::Warn,
+                            format!("cannot record an Event: {e}"),
+                        ));
+                    }
+                }
                 wake = Some(wake.map_or(until, |w: Instant| w.min(until)));
             }
         }
