@@ -817,3 +817,104 @@ async fn cluster_run_sigterm_during_a_burst_exits_0_and_a_restart_converges_with
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_a_lost_lease_stops_writing_until_it_is_taken_back() {
+    use k8s_openapi::api::coordination::v1::Lease;
+    use k8s_openapi::apimachinery::pkg::apis::meta::v1::MicroTime;
+
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let lease = unique_name("lease");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&unique_name("run"), &prefix),
+    )
+    .expect("workspace");
+    let running = Running::start_with(
+        env,
+        dir.path(),
+        &[
+            "--leader-elect",
+            "--lease-namespace",
+            "default",
+            "--lease-name",
+            lease.as_str(),
+            "--lease-duration",
+            "3s",
+        ],
+    );
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+
+    // Another holder takes the Lease (as a replica with a skewed view would)
+    // and keeps renewing it.
+    let leases = Api::<Lease>::namespaced(env.admin(), "default");
+    let intrude = |leases: Api<Lease>, lease: String| async move {
+        for _ in 0..20 {
+            let Ok(mut held) = leases.get(&lease).await else {
+                continue;
+            };
+            if let Some(spec) = held.spec.as_mut() {
+                spec.holder_identity = Some("intruder".to_owned());
+                spec.renew_time = Some(MicroTime(k8s_openapi::jiff::Timestamp::now()));
+            }
+            if leases
+                .replace(&lease, &PostParams::default(), &held)
+                .await
+                .is_ok()
+            {
+                return;
+            }
+        }
+        panic!("could not write the Lease");
+    };
+    let stolen = Instant::now();
+    intrude(leases.clone(), lease.clone()).await;
+    running
+        .wait_for("lost the lease", 0, Duration::from_secs(5))
+        .await;
+    eprintln!(
+        "pullwarden run: stopped writing {:?} after the Lease was taken",
+        stolen.elapsed()
+    );
+    let (_, metrics) = http_get(&running.metrics_addr(), "/metrics").await;
+    assert_eq!(metric_sum(&metrics, "pullwarden_leader"), 0, "{metrics}");
+    let changes = metric_sum(&metrics, "pullwarden_changes_total");
+
+    // While the intruder renews, a new namespace gets nothing.
+    let ns = format!("{prefix}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        intrude(leases.clone(), lease.clone()).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    assert!(
+        pull_access(env, &ns).await.is_none(),
+        "written without the lease; log:\n{}",
+        running.log()
+    );
+    let (_, metrics) = http_get(&running.metrics_addr(), "/metrics").await;
+    assert_eq!(
+        metric_sum(&metrics, "pullwarden_changes_total"),
+        changes,
+        "{metrics}"
+    );
+
+    // The intruder stops renewing: pullwarden takes the Lease back and converges.
+    running
+        .wait_for("acquired the lease", 1, Duration::from_secs(15))
+        .await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(10))
+            .await
+            .is_some(),
+        "no convergence after the Lease came back; log:\n{}",
+        running.log()
+    );
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+}
