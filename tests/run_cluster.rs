@@ -918,3 +918,121 @@ async fn cluster_run_a_lost_lease_stops_writing_until_it_is_taken_back() {
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_latency_over_30_namespaces_and_prune_when_a_label_stops_matching() {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let value = unique_name("on");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {name}}}
+spec:
+  namespaces: {{include: [\"{prefix}-*\"]}}
+  prune: true
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: quay}}
+spec:
+  server: quay.io
+  username: robot
+  password: {{fromEnv: PULLWARDEN_RUN_TEST_PASSWORD}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: quay-pull}}
+spec:
+  registries: [quay]
+  namespaces:
+    - matchLabels: {{example.com/pull: {value}}}
+  serviceAccounts: [{{name: default}}]
+",
+            name = unique_name("run")
+        ),
+    )
+    .expect("workspace");
+    let running = Running::start(env, dir.path());
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+    let namespaces = Api::<Namespace>::all(env.admin());
+
+    // 30 labelled namespaces, one after the other: the time from the
+    // namespace and its ServiceAccount existing to the secret and link.
+    let mut latencies = Vec::new();
+    for i in 0..30 {
+        let ns = format!("{prefix}-{i}");
+        let mut namespace = Namespace::default();
+        namespace.metadata.name = Some(ns.clone());
+        namespace.metadata.labels = Some([("example.com/pull".to_owned(), value.clone())].into());
+        namespaces
+            .create(&PostParams::default(), &namespace)
+            .await
+            .expect("create namespace");
+        let mut sa = ServiceAccount::default();
+        sa.metadata.name = Some("default".to_owned());
+        Api::<ServiceAccount>::namespaced(env.admin(), &ns)
+            .create(&PostParams::default(), &sa)
+            .await
+            .expect("create sa");
+        latencies.push(
+            wait_for_pull_access(env, &ns, Duration::from_secs(10))
+                .await
+                .unwrap_or_else(|| panic!("no pull access in {ns}; log:\n{}", running.log())),
+        );
+    }
+    latencies.sort();
+    let at = |q: usize| latencies[(latencies.len() * q / 100).min(latencies.len() - 1)];
+    eprintln!(
+        "pullwarden run: latency over {} namespaces: min {:?}, median {:?}, p90 {:?}, max {:?}",
+        latencies.len(),
+        latencies[0],
+        at(50),
+        at(90),
+        latencies[latencies.len() - 1]
+    );
+    assert!(at(90) <= Duration::from_secs(1), "{latencies:?}");
+
+    // A namespace whose label stops matching is cleaned up (prune on).
+    let ns = format!("{prefix}-0");
+    let unlabelled = Instant::now();
+    namespaces
+        .patch(
+            &ns,
+            &PatchParams::default(),
+            &Patch::Merge(serde_json::json!({"metadata": {"labels": {"example.com/pull": null}}})),
+        )
+        .await
+        .expect("unlabel");
+    let secrets = Api::<Secret>::namespaced(env.admin(), &ns);
+    let mut pruned = None;
+    while unlabelled.elapsed() < Duration::from_secs(10) {
+        let sa = Api::<ServiceAccount>::namespaced(env.admin(), &ns)
+            .get("default")
+            .await
+            .expect("sa");
+        let linked = sa
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .any(|r| r.name == "quay-pull");
+        if secrets.get_opt("quay-pull").await.expect("get").is_none() && !linked {
+            pruned = Some(unlabelled.elapsed());
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let pruned =
+        pruned.unwrap_or_else(|| panic!("not cleaned up in 10 s; log:\n{}", running.log()));
+    eprintln!("pullwarden run: secret and link removed {pruned:?} after the label was removed");
+    assert!(pruned <= Duration::from_secs(1), "{pruned:?}");
+    // The others are untouched.
+    assert!(pull_access(env, &format!("{prefix}-1")).await.is_some());
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+}
