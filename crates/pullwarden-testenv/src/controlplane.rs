@@ -64,6 +64,10 @@ impl Supervised {
     ) -> Result<Supervised> {
         let pid_file = state_dir.join(format!("{name}.pid"));
         let log_file = state_dir.join(format!("{name}.log"));
+        // A restart reuses the file: until the new supervisor records its
+        // server, a stale PID (of the killed server) would read as "exited
+        // during start-up" (seen on a loaded machine).
+        let _ = fs::remove_file(&pid_file);
         let cleanup_arg = cleanup.map_or_else(|| "-".to_owned(), |p| p.display().to_string());
         let supervisor = Command::new("sh")
             .arg("-c")
