@@ -787,7 +787,7 @@ const EXPIRED_LIST_RESTARTS: u32 = 2;
 /// Every object `list` returns for `params` (a LIST of one kind in one scope,
 /// full objects or metadata only), page by page, each page converted as it
 /// arrives.
-async fn list_pages<K, T, L, Fut>(
+pub(crate) async fn list_pages<K, T, L, Fut>(
     list: L,
     params: ListParams,
     options: &ReadOptions,

@@ -14,15 +14,11 @@ use pullwarden_rbac::{
     ClusterRole, ClusterRoleBinding, Policy, PolicyRule, Role, RoleBinding, RoleRef, Subject,
 };
 
-use crate::cluster::{ClusterError, ReadOptions, request_error};
-use crate::retry::retry;
+use crate::cluster::{ClusterError, ReadOptions};
 
 /// What [`read_rbac`] needs, for people.
 pub const READ_RBAC_POLICY_HELP: &str = "pullwarden needs, cluster-wide (a ClusterRole bound by a ClusterRoleBinding): \
 list on roles, clusterroles, rolebindings and clusterrolebindings (API group rbac.authorization.k8s.io)";
-
-/// How many times a listing restarts when its continue token expired (410).
-const EXPIRED_LIST_RESTARTS: u32 = 2;
 
 /// Reads every Role, ClusterRole, RoleBinding and `ClusterRoleBinding` of the
 /// cluster (paginated by `options.page_size`), sorted by namespace and name.
@@ -75,9 +71,8 @@ pub async fn read_rbac(client: &Client, options: &ReadOptions) -> Result<Policy,
     })
 }
 
-/// Every page of one cluster-wide LIST, converted page by page; restarted
-/// from the first page (at most [`EXPIRED_LIST_RESTARTS`] times) when the
-/// continue token expired.
+/// Every page of one cluster-wide LIST, converted page by page (the one
+/// paginated reader of `cluster.rs`: retries, a 410 restart, all or nothing).
 async fn list_all<K, T, L, Fut>(
     list: L,
     options: &ReadOptions,
@@ -89,31 +84,15 @@ where
     Fut: Future<Output = Result<ObjectList<K>, kube::Error>>,
     K: Clone,
 {
-    let scope = "cluster scope";
-    let mut restarts = 0;
-    'listing: loop {
-        let mut objects = Vec::new();
-        let mut params = ListParams::default().limit(options.page_size);
-        loop {
-            let page = match retry(&options.retry, || list(params.clone())).await {
-                Ok(page) => page,
-                Err(kube::Error::Api(status))
-                    if status.code == 410
-                        && params.continue_token.is_some()
-                        && restarts < EXPIRED_LIST_RESTARTS =>
-                {
-                    restarts += 1;
-                    continue 'listing;
-                }
-                Err(e) => return Err(request_error(&e, None, "list", resource, scope)),
-            };
-            objects.extend(page.items.into_iter().filter_map(&convert));
-            match page.metadata.continue_.filter(|token| !token.is_empty()) {
-                Some(token) => params = params.continue_token(&token),
-                None => return Ok(objects),
-            }
-        }
-    }
+    crate::cluster::list_pages(
+        list,
+        ListParams::default(),
+        options,
+        resource,
+        "cluster scope",
+        convert,
+    )
+    .await
 }
 
 fn rule(rule: k8s::PolicyRule) -> PolicyRule {
