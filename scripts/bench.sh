@@ -239,6 +239,10 @@ for n in $SIZES; do
     measure "pullwarden plan (no changes), $COMPARE_LABEL" "$REPEATS" 0 "$COMPARE_BIN" plan "$gen/workspace" --detailed-exitcode "${pwflags[@]}"
   fi
   measure "pullwarden drift (in sync)" "$REPEATS" 0 "$PW" drift "$gen/workspace" "${pwflags[@]}"
+  # #11: the access matrix reads a few more kinds (RBAC) and computes locally; --verify asks
+  # one SubjectAccessReview per allowed project cell (its request count is in the table).
+  measure "pullwarden access" "$REPEATS" 0 "$PW" access "$gen/workspace" "${pwflags[@]}"
+  measure "pullwarden access --verify" 1 0 "$PW" access "$gen/workspace" --verify "${pwflags[@]}"
   # #16: a snapshot plans through --live exactly like the cluster (at the
   # largest sizes only: the snapshot digests every distinct credential with
   # PBKDF2, ~100 s for the 6,000 service-account tokens of N=2000)
