@@ -3,8 +3,12 @@
 //! [`SecretString`] redacts itself in `Debug`, `Display` and `Serialize`, and
 //! deliberately implements neither `PartialEq` nor `Deserialize`: the only
 //! comparisons are through a keyed digest, and the only way to the bytes is
-//! [`SecretString::expose`], which the cluster writer calls when it builds the
-//! object it sends. Grep for `expose(` to audit every place a value leaves.
+//! [`SecretString::expose`]. Grep for `expose(` to audit every place a value
+//! is read: the cluster writer building the object it sends
+//! (`pullwarden-kube/apply.rs`), the registry client sending a credential to
+//! its own registry (`pullwarden-registry`, and `validate --check-registries`
+//! handing it one), the docker-config reader and writer and the kubelet's rules
+//! (`dockerconfig.rs`, `pull/`), and the digests.
 
 use std::fmt;
 
