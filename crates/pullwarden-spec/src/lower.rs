@@ -391,10 +391,12 @@ impl Cx {
         Some(value)
     }
 
-    fn string_list(&mut self, node: &Node, what: &str, non_empty: bool) -> Vec<Located<String>> {
+    /// The items of a list (none, reported, when it is not a list); an empty
+    /// list is reported when `non_empty`.
+    fn list_items<'n>(&mut self, node: &'n Node, what: &str, non_empty: bool) -> &'n [Node] {
         let Value::Seq(items) = &node.value else {
             self.wrong_type(node, what, "a list");
-            return Vec::new();
+            return &[];
         };
         if non_empty && items.is_empty() {
             let problem = Problem::error(
@@ -405,6 +407,10 @@ impl Cx {
             self.push(problem);
         }
         items
+    }
+
+    fn string_list(&mut self, node: &Node, what: &str, non_empty: bool) -> Vec<Located<String>> {
+        self.list_items(node, what, non_empty)
             .iter()
             .filter_map(|item| self.string(item, what))
             .collect()
@@ -438,19 +444,7 @@ impl Cx {
         what: &str,
         non_empty: bool,
     ) -> Vec<Located<NamespacePattern>> {
-        let Value::Seq(items) = &node.value else {
-            self.wrong_type(node, what, "a list");
-            return Vec::new();
-        };
-        if non_empty && items.is_empty() {
-            let problem = Problem::error(
-                "pullwarden::spec::empty_list",
-                format!("`{what}` must list at least one entry"),
-            )
-            .at(&self.origin(node), "empty list");
-            self.push(problem);
-        }
-        items
+        self.list_items(node, what, non_empty)
             .iter()
             .filter_map(|item| self.namespace_entry(item, what))
             .collect()
