@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::ops::Range;
 use std::path::PathBuf;
 
-use crate::names::{Labels, NamespacePattern};
+use crate::names::{ClusterPattern, Labels, NamespacePattern};
 
 /// Which loaded file a value came from (an index into the loader's source map).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -38,6 +38,75 @@ pub struct Workspace {
     /// In workspace order (sorted files, then document order).
     pub pull_secrets: Vec<PullSecret>,
     pub pull_grants: Vec<PullGrant>,
+    /// The clusters the workspace is applied to, in declaration order; empty
+    /// for a single-cluster workspace (the kubeconfig's current context).
+    pub clusters: Vec<Cluster>,
+}
+
+impl Workspace {
+    /// The workspace as one cluster sees it: only the `PullSecret`s and
+    /// `PullGrant`s whose cluster limits choose `cluster` (by name, glob or
+    /// label selector); `clusters` and everything else kept.
+    #[must_use]
+    pub fn for_cluster(&self, cluster: &Cluster) -> Workspace {
+        Workspace {
+            name: self.name.clone(),
+            scope: self.scope.clone(),
+            prune: self.prune,
+            registries: self.registries.clone(),
+            pull_secrets: self
+                .pull_secrets
+                .iter()
+                .filter(|s| cluster.is_chosen_by(&s.clusters))
+                .cloned()
+                .collect(),
+            pull_grants: self
+                .pull_grants
+                .iter()
+                .filter(|g| cluster.is_chosen_by(&g.clusters))
+                .cloned()
+                .collect(),
+            clusters: self.clusters.clone(),
+        }
+    }
+
+    /// The declared clusters a document's cluster limits choose (every
+    /// cluster when there are no limits), in declaration order.
+    pub fn clusters_chosen_by<'a>(
+        &'a self,
+        limits: &'a [Located<ClusterPattern>],
+    ) -> impl Iterator<Item = &'a Cluster> + 'a {
+        self.clusters.iter().filter(|c| c.is_chosen_by(limits))
+    }
+}
+
+/// One cluster of a fleet (`Workspace.spec.clusters[]`).
+#[derive(Clone, Debug)]
+pub struct Cluster {
+    /// Unique in the workspace, a DNS-1123 label.
+    pub name: String,
+    /// Where the entry was written.
+    pub origin: Origin,
+    /// The kubeconfig context; defaults to `name`.
+    pub context: String,
+    /// The kubeconfig file, already made relative to the workspace file that
+    /// names it (absolute when that file's path was); `None`: the usual
+    /// lookup (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`).
+    pub kubeconfig: Option<PathBuf>,
+    /// Matched by the label selectors of cluster limits.
+    pub labels: Labels,
+}
+
+impl Cluster {
+    /// Whether a document with these cluster limits applies to this cluster:
+    /// no limits choose every cluster, otherwise any one entry must choose
+    /// it (a name or glob by the cluster's name, a selector by its labels).
+    pub fn is_chosen_by(&self, limits: &[Located<ClusterPattern>]) -> bool {
+        limits.is_empty()
+            || limits
+                .iter()
+                .any(|p| p.value.matches_labeled(&self.name, &self.labels))
+    }
 }
 
 /// The namespaces a workspace may write to: names, globs and label selectors.
@@ -187,6 +256,9 @@ pub struct PullSecret {
     pub namespaces: Vec<Located<NamespacePattern>>,
     pub exclude_namespaces: Vec<Located<NamespacePattern>>,
     pub service_accounts: Vec<ServiceAccountLink>,
+    /// The clusters it is placed in (names, globs, label selectors over the
+    /// clusters' labels); empty: every cluster.
+    pub clusters: Vec<Located<ClusterPattern>>,
 }
 
 #[derive(Clone, Debug)]
@@ -214,6 +286,8 @@ pub struct PullGrant {
     pub role: Located<String>,
     pub namespaces: Vec<Located<NamespacePattern>>,
     pub to: Vec<Located<Subject>>,
+    /// The clusters it is placed in; empty: every cluster.
+    pub clusters: Vec<Located<ClusterPattern>>,
 }
 
 #[derive(Clone, Debug, PartialEq)]

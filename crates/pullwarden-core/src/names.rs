@@ -312,6 +312,22 @@ impl NamespacePattern {
     }
 }
 
+/// How clusters are chosen by `PullSecret.spec.clusters` and
+/// `PullGrant.spec.clusters`: the same names, globs and label selectors as
+/// namespaces, matched against a cluster's name and its declared `labels`.
+pub type ClusterPattern = NamespacePattern;
+
+impl NamespacePattern {
+    /// Whether an object with this name and these labels is chosen (a name
+    /// or glob by the name, a selector by the labels).
+    pub fn matches_labeled(&self, name: &str, labels: &Labels) -> bool {
+        match self {
+            Self::Selector(selector) => selector.matches(labels),
+            _ => self.matches(name),
+        }
+    }
+}
+
 impl PartialEq for NamespacePattern {
     fn eq(&self, other: &Self) -> bool {
         match (self, other) {

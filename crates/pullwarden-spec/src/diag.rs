@@ -14,6 +14,17 @@ pub mod codes {
     pub const UNREADABLE: &str = "pullwarden::spec::unreadable";
     pub const MISSING_WORKSPACE: &str = "pullwarden::spec::missing_workspace";
     pub const CREDENTIAL_FILE_ABSENT: &str = "pullwarden::spec::credential_file_absent";
+    /// Two `Workspace.spec.clusters` entries with one name.
+    pub const DUPLICATE_CLUSTER: &str = "pullwarden::spec::duplicate_cluster";
+    /// `clusters` on a `PullSecret` or `PullGrant` of a workspace without `spec.clusters`.
+    pub const CLUSTERS_WITHOUT_FLEET: &str = "pullwarden::spec::clusters_without_fleet";
+    /// A cluster limit names a cluster the workspace does not declare.
+    pub const UNKNOWN_CLUSTER: &str = "pullwarden::spec::unknown_cluster";
+    /// A cluster glob or selector that chooses no declared cluster (warning).
+    pub const CLUSTER_PATTERN_MATCHES_NOTHING: &str =
+        "pullwarden::spec::cluster_pattern_matches_nothing";
+    /// A `PullSecret` or `PullGrant` whose cluster limits choose no cluster (warning).
+    pub const NO_CLUSTER_CHOSEN: &str = "pullwarden::spec::no_cluster_chosen";
 }
 
 use miette::{Diagnostic, LabeledSpan, NamedSource, SourceCode};

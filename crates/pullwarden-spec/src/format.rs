@@ -74,6 +74,41 @@ pub struct WorkspaceSpec {
     /// Delete/unlink what this workspace manages but no longer declares. Default true.
     #[serde(default)]
     pub prune: Option<bool>,
+    /// The clusters (kubeconfig contexts) the workspace is applied to, each on its own.
+    /// Absent: one cluster, the kubeconfig's current context (or `--context`).
+    #[serde(default)]
+    pub clusters: Option<Vec<Cluster>>,
+}
+
+/// One cluster of a fleet.
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Cluster {
+    /// Unique in the workspace; a DNS label (lowercase letters, digits and `-`, at most 63
+    /// characters). Named by the `clusters` of `PullSecret`s and `PullGrant`s.
+    pub name: String,
+    /// The kubeconfig context. Default: the cluster's `name`.
+    #[serde(default)]
+    pub context: Option<String>,
+    /// The kubeconfig file, relative to this file. Default: the usual lookup
+    /// (`--kubeconfig`, `KUBECONFIG`, `~/.kube/config`).
+    #[serde(default)]
+    pub kubeconfig: Option<String>,
+    /// Labels that the label selectors in `clusters` limits match (keys and values as
+    /// Kubernetes labels).
+    #[serde(default)]
+    pub labels: Option<BTreeMap<String, String>>,
+}
+
+/// One way of choosing clusters: a name or glob (a string) matched against the declared
+/// cluster names, or a label selector matched against their `labels`.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum ClusterEntry {
+    /// A declared cluster's name, or a glob (`*`, `?`, `[abc]`) matched against whole cluster names.
+    Name(String),
+    /// The clusters whose `labels` match.
+    Selector(LabelSelector),
 }
 
 #[derive(JsonSchema)]
@@ -225,6 +260,10 @@ pub struct PullSecretSpec {
     /// Service accounts to link the secret to (`oc secrets link`).
     #[serde(default)]
     pub service_accounts: Option<Vec<ServiceAccountLink>>,
+    /// Only in a workspace with `spec.clusters`: the clusters to place the secret in (names,
+    /// globs or label selectors). Default: every cluster.
+    #[serde(default)]
+    pub clusters: Option<Vec<ClusterEntry>>,
 }
 
 #[derive(JsonSchema)]
@@ -274,6 +313,10 @@ pub struct PullGrantSpec {
     pub namespaces: Vec<NamespaceEntry>,
     /// Who may pull.
     pub to: Vec<Subject>,
+    /// Only in a workspace with `spec.clusters`: the clusters to place the RoleBindings in
+    /// (names, globs or label selectors). Default: every cluster.
+    #[serde(default)]
+    pub clusters: Option<Vec<ClusterEntry>>,
 }
 
 /// Exactly one key.
@@ -327,6 +370,7 @@ mod tests {
         for (def, decoder) in [
             ("Metadata", fields::METADATA),
             ("WorkspaceSpec", fields::WORKSPACE_SPEC),
+            ("Cluster", fields::CLUSTER),
             ("NamespaceScope", fields::NAMESPACE_SCOPE),
             ("LoginRegistry", fields::LOGIN_REGISTRY),
             ("DockerConfigRegistry", fields::DOCKER_CONFIG_REGISTRY),

@@ -6,12 +6,13 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pullwarden_core::model::{
-    FileId, IfMissing, Located, Origin, PullGrant, PullSecret, Registry, RegistrySource, Scope,
-    SecretFormat, ServiceAccountLink, Subject, ValueSource, Workspace,
+    Cluster, FileId, IfMissing, Located, Origin, PullGrant, PullSecret, Registry, RegistrySource,
+    Scope, SecretFormat, ServiceAccountLink, Subject, ValueSource, Workspace,
 };
 use pullwarden_core::names::{
-    LabelSelector, NamespacePattern, SelectorOperator, SelectorRequirement, dns_label_problem,
-    dns_subdomain_problem, is_glob, label_key_problem, label_value_problem, role_name_problem,
+    ClusterPattern, LabelSelector, Labels, NamespacePattern, SelectorOperator, SelectorRequirement,
+    dns_label_problem, dns_subdomain_problem, is_glob, label_key_problem, label_value_problem,
+    role_name_problem,
 };
 
 use crate::diag::Problem;
@@ -23,7 +24,8 @@ use crate::yaml::{Node, Value};
 pub mod fields {
     pub const DOCUMENT: &[&str] = &["apiVersion", "kind", "metadata", "spec"];
     pub const METADATA: &[&str] = &["name"];
-    pub const WORKSPACE_SPEC: &[&str] = &["namespaces", "prune"];
+    pub const WORKSPACE_SPEC: &[&str] = &["namespaces", "prune", "clusters"];
+    pub const CLUSTER: &[&str] = &["name", "context", "kubeconfig", "labels"];
     pub const NAMESPACE_SCOPE: &[&str] = &["include", "exclude"];
     pub const LOGIN_REGISTRY: &[&str] = &["server", "username", "password", "email"];
     pub const DOCKER_CONFIG_REGISTRY: &[&str] = &["dockerConfigFile"];
@@ -35,9 +37,10 @@ pub mod fields {
         "namespaces",
         "excludeNamespaces",
         "serviceAccounts",
+        "clusters",
     ];
     pub const SERVICE_ACCOUNT_LINK: &[&str] = &["name", "for", "ifMissing"];
-    pub const PULL_GRANT_SPEC: &[&str] = &["role", "namespaces", "to"];
+    pub const PULL_GRANT_SPEC: &[&str] = &["role", "namespaces", "to", "clusters"];
     pub const SUBJECT: &[&str] = &["serviceAccount", "allServiceAccountsIn", "group", "user"];
     pub const LABEL_SELECTOR: &[&str] = &["matchLabels", "matchExpressions"];
     pub const SELECTOR_REQUIREMENT: &[&str] = &["key", "operator", "values"];
@@ -75,7 +78,7 @@ pub fn lower(files: &[ParsedFile]) -> Lowered {
             };
             match header.kind.as_str() {
                 "Workspace" => {
-                    let ws = cx.workspace(&header);
+                    let ws = cx.workspace(&header, &parsed.dir);
                     workspaces.push(ws);
                 }
                 "Registry" => {
@@ -167,9 +170,11 @@ pub fn lower(files: &[ParsedFile]) -> Lowered {
         registries: registry_map,
         pull_secrets,
         pull_grants,
+        clusters: ws.clusters,
     });
     if let Some(ws) = &workspace {
         check_scope(&mut cx.problems, ws);
+        check_clusters(&mut cx.problems, ws);
     }
     Lowered {
         workspace,
@@ -190,6 +195,7 @@ struct WorkspaceDoc {
     name: Located<String>,
     scope: Scope,
     prune: bool,
+    clusters: Vec<Cluster>,
 }
 
 struct Header<'n> {
@@ -453,7 +459,7 @@ impl Cx {
     /// One namespace entry: a name or glob (a string), or a label selector (a mapping).
     fn namespace_entry(&mut self, node: &Node, what: &str) -> Option<Located<NamespacePattern>> {
         match &node.value {
-            Value::Map(_) => self.label_selector(node, &format!("{what}[]")),
+            Value::Map(_) => self.label_selector(node, &format!("{what}[]"), "namespace"),
             Value::String(_) | Value::Number(_) => {
                 let value = self.string(node, what)?;
                 self.namespace_pattern(&value, what)
@@ -471,8 +477,13 @@ impl Cx {
 
     /// A Kubernetes label selector: `{matchLabels: {k: v}, matchExpressions:
     /// [{key, operator, values}]}`, all requirements must hold. The empty selector
-    /// (which would choose every namespace) is refused: `"*"` says that.
-    fn label_selector(&mut self, node: &Node, what: &str) -> Option<Located<NamespacePattern>> {
+    /// (which would choose every `noun`: namespace or cluster) is refused: `"*"` says that.
+    fn label_selector(
+        &mut self,
+        node: &Node,
+        what: &str,
+        noun: &str,
+    ) -> Option<Located<NamespacePattern>> {
         let fields = self.fields(node, fields::LABEL_SELECTOR, what)?;
         if fields.entries.is_empty() && fields.unknown > 0 {
             return None;
@@ -498,12 +509,12 @@ impl Cx {
         if ok && requirements.is_empty() {
             let problem = Problem::error(
                 "pullwarden::spec::empty_selector",
-                format!("an empty label selector in `{what}` would choose every namespace"),
+                format!("an empty label selector in `{what}` would choose every {noun}"),
             )
             .at(&self.origin(node), "selects everything")
-            .help(
-                "write `\"*\"` to mean every namespace, or give `matchLabels` / `matchExpressions`",
-            );
+            .help(format!(
+                "write `\"*\"` to mean every {noun}, or give `matchLabels` / `matchExpressions`"
+            ));
             self.push(problem);
             return None;
         }
@@ -517,8 +528,21 @@ impl Cx {
 
     /// `matchLabels`: each entry an `In` requirement with one value.
     fn match_labels(&mut self, node: &Node, out: &mut Vec<SelectorRequirement>) -> bool {
+        let mut labels = Labels::new();
+        let ok = self.label_map(node, "matchLabels", &mut labels);
+        out.extend(labels.into_iter().map(|(key, value)| SelectorRequirement {
+            key,
+            operator: SelectorOperator::In,
+            values: [value].into(),
+        }));
+        ok
+    }
+
+    /// A mapping of label keys to label values (`matchLabels`, a cluster's
+    /// `labels`); every valid entry is kept, `false` when any was not.
+    fn label_map(&mut self, node: &Node, what: &str, out: &mut Labels) -> bool {
         let Value::Map(entries) = &node.value else {
-            self.wrong_type(node, "matchLabels", "a mapping of label keys to values");
+            self.wrong_type(node, what, "a mapping of label keys to values");
             return false;
         };
         let mut ok = true;
@@ -534,7 +558,7 @@ impl Cx {
             {
                 let problem = Problem::error(
                     "pullwarden::spec::duplicate_key",
-                    format!("`{key}` appears twice in `matchLabels`"),
+                    format!("`{key}` appears twice in `{what}`"),
                 )
                 .at(&self.origin(key_node), "second occurrence")
                 .also(&self.origin(first), "first occurrence");
@@ -543,12 +567,10 @@ impl Cx {
                 continue;
             }
             seen.push(key_node);
-            match self.label_value(value_node, &format!("matchLabels.{key}")) {
-                Some(value) => out.push(SelectorRequirement {
-                    key,
-                    operator: SelectorOperator::In,
-                    values: [value].into(),
-                }),
+            match self.label_value(value_node, &format!("{what}.{key}")) {
+                Some(value) => {
+                    out.insert(key, value);
+                }
                 None => ok = false,
             }
         }
@@ -818,7 +840,7 @@ impl Cx {
         Some(Header { kind, name, spec })
     }
 
-    fn workspace(&mut self, header: &Header<'_>) -> WorkspaceDoc {
+    fn workspace(&mut self, header: &Header<'_>, dir: &Path) -> WorkspaceDoc {
         let name_ok = self.check_name(
             &header.name,
             "Workspace name",
@@ -830,6 +852,7 @@ impl Cx {
             exclude: Vec::new(),
         };
         let mut prune = true;
+        let mut clusters = Vec::new();
         if let Some(spec) = header.spec
             && let Some(spec) = self.fields(spec, fields::WORKSPACE_SPEC, "Workspace.spec")
         {
@@ -849,6 +872,13 @@ impl Cx {
                     _ => self.wrong_type(p, "prune", "true or false"),
                 }
             }
+            if let Some(list) = spec.get("clusters") {
+                clusters = self
+                    .list_items(list, "clusters", true)
+                    .iter()
+                    .filter_map(|item| self.cluster(item, dir))
+                    .collect();
+            }
         }
         if scope.include.is_empty() {
             scope.include.push(Located {
@@ -862,6 +892,107 @@ impl Cx {
             name: header.name.clone(),
             scope,
             prune,
+            clusters,
+        }
+    }
+
+    /// One `Workspace.spec.clusters[]` entry: `{name, context, kubeconfig, labels}`.
+    fn cluster(&mut self, node: &Node, dir: &Path) -> Option<Cluster> {
+        let fields = self.fields(node, fields::CLUSTER, "clusters[]")?;
+        let name = self
+            .required(&fields, "name", "clusters[]")
+            .and_then(|n| self.non_empty_string(n, "clusters[].name"));
+        let name_ok = name.as_ref().is_some_and(|n| {
+            self.check_name(
+                n,
+                "cluster name",
+                dns_label_problem,
+                "cluster names are DNS labels: lowercase letters, digits and '-', at most 63 characters",
+            )
+        });
+        let mut ok = fields.unknown == 0;
+        let context = match fields.get("context") {
+            None => None,
+            Some(c) => {
+                let context = self.non_empty_string(c, "clusters[].context");
+                ok &= context.is_some();
+                context
+            }
+        };
+        let kubeconfig = match fields.get("kubeconfig") {
+            None => None,
+            Some(k) => {
+                let path = self.non_empty_string(k, "clusters[].kubeconfig");
+                ok &= path.is_some();
+                path.map(|p| dir.join(p.value))
+            }
+        };
+        let mut labels = Labels::new();
+        if let Some(l) = fields.get("labels") {
+            ok &= self.label_map(l, "clusters[].labels", &mut labels);
+        }
+        let name = name?;
+        (name_ok && ok).then(|| Cluster {
+            context: context.map_or_else(|| name.value.clone(), |c| c.value),
+            name: name.value,
+            origin: name.origin,
+            kubeconfig,
+            labels,
+        })
+    }
+
+    /// `clusters` of a `PullSecret` or `PullGrant`: cluster names, globs and label
+    /// selectors over the clusters' labels.
+    fn cluster_patterns(&mut self, node: &Node) -> Vec<Located<ClusterPattern>> {
+        self.list_items(node, "clusters", true)
+            .iter()
+            .filter_map(|item| self.cluster_entry(item))
+            .collect()
+    }
+
+    fn cluster_entry(&mut self, node: &Node) -> Option<Located<ClusterPattern>> {
+        match &node.value {
+            Value::Map(_) => self.label_selector(node, "clusters[]", "cluster"),
+            Value::String(_) | Value::Number(_) => {
+                let value = self.string(node, "clusters")?;
+                if !is_glob(&value.value) {
+                    let name_ok = self.check_name(
+                        &value,
+                        "cluster name",
+                        dns_label_problem,
+                        "cluster names are DNS labels: lowercase letters, digits and '-', at most 63 characters",
+                    );
+                    if !name_ok {
+                        return None;
+                    }
+                }
+                match ClusterPattern::parse(&value.value) {
+                    Ok(pattern) => Some(Located {
+                        value: pattern,
+                        origin: value.origin,
+                    }),
+                    Err(reason) => {
+                        let problem = Problem::error(
+                            "pullwarden::spec::invalid_glob",
+                            format!("`{}` in `clusters` {reason}", value.value),
+                        )
+                        .at(&value.origin, "here")
+                        .help(
+                            "globs use `*`, `?` and `[abc]`, matched against whole cluster names",
+                        );
+                        self.push(problem);
+                        None
+                    }
+                }
+            }
+            _ => {
+                self.wrong_type(
+                    node,
+                    "clusters",
+                    "a cluster name, a glob or a label selector ({matchLabels, matchExpressions})",
+                );
+                None
+            }
         }
     }
 
@@ -1113,6 +1244,10 @@ impl Cx {
                 self.wrong_type(list, "serviceAccounts", "a list");
             }
         }
+        let clusters = spec
+            .get("clusters")
+            .map(|n| self.cluster_patterns(n))
+            .unwrap_or_default();
         let format = format?;
         name_ok.then(|| PullSecret {
             name: header.name.value.clone(),
@@ -1122,6 +1257,7 @@ impl Cx {
             namespaces,
             exclude_namespaces,
             service_accounts,
+            clusters,
         })
     }
 
@@ -1241,6 +1377,10 @@ impl Cx {
                 _ => self.wrong_type(list, "to", "a list"),
             }
         }
+        let clusters = spec
+            .get("clusters")
+            .map(|n| self.cluster_patterns(n))
+            .unwrap_or_default();
         let role = role?;
         name_ok.then(|| PullGrant {
             name: header.name.value.clone(),
@@ -1248,6 +1388,7 @@ impl Cx {
             role,
             namespaces,
             to,
+            clusters,
         })
     }
 
@@ -1267,7 +1408,7 @@ impl Cx {
         }
         let (key, _, value_node) = fields.entries[0];
         if key == "allServiceAccountsIn" && matches!(value_node.value, Value::Map(_)) {
-            let selector = self.label_selector(value_node, key)?;
+            let selector = self.label_selector(value_node, key, "namespace")?;
             return Some(Located {
                 value: Subject::AllServiceAccountsIn(selector.value),
                 origin: selector.origin,
@@ -1465,6 +1606,125 @@ fn check_scope(problems: &mut Vec<Problem>, ws: &Workspace) {
             problems.push(problem.help(
                 "widen `Workspace.spec.namespaces`, or remove the namespace from this document",
             ));
+        }
+    }
+}
+
+/// Cluster names unique; cluster limits only in a fleet, each name limit
+/// naming a declared cluster; globs and selectors that choose no cluster, and
+/// documents whose limits choose none, warned about.
+fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace) {
+    use crate::diag::codes;
+    let mut seen: BTreeMap<&str, &Origin> = BTreeMap::new();
+    for cluster in &ws.clusters {
+        if let Some(first) = seen.get(cluster.name.as_str()) {
+            problems.push(
+                Problem::error(
+                    codes::DUPLICATE_CLUSTER,
+                    format!("two clusters are named `{}`", cluster.name),
+                )
+                .at(&cluster.origin, "second cluster")
+                .also(first, "first cluster with that name")
+                .help("cluster names are unique in `Workspace.spec.clusters`"),
+            );
+        } else {
+            seen.insert(&cluster.name, &cluster.origin);
+        }
+    }
+    let names: Vec<&str> = seen.keys().copied().collect();
+    let limited = ws
+        .pull_secrets
+        .iter()
+        .map(|s| ("PullSecret", &s.name, &s.clusters))
+        .chain(
+            ws.pull_grants
+                .iter()
+                .map(|g| ("PullGrant", &g.name, &g.clusters)),
+        )
+        .filter(|(_, _, limits)| !limits.is_empty());
+    for (kind, name, limits) in limited {
+        if ws.clusters.is_empty() {
+            problems.push(
+                Problem::error(
+                    codes::CLUSTERS_WITHOUT_FLEET,
+                    format!(
+                        "{kind} `{name}` is limited to clusters, but the Workspace declares no `spec.clusters`"
+                    ),
+                )
+                .at(&limits[0].origin, "cluster limit")
+                .help("declare the clusters in `Workspace.spec.clusters`, or remove `clusters` from this document"),
+            );
+            continue;
+        }
+        let mut unmatched = Vec::new();
+        for limit in limits {
+            let chosen = ws
+                .clusters
+                .iter()
+                .any(|c| limit.value.matches_labeled(&c.name, &c.labels));
+            match &limit.value {
+                NamespacePattern::Exact(cluster) if !chosen => {
+                    let mut problem = Problem::error(
+                        codes::UNKNOWN_CLUSTER,
+                        format!("{kind} `{name}` names a cluster `{cluster}` that the Workspace does not declare"),
+                    )
+                    .at(&limit.origin, "unknown cluster");
+                    problem = match suggest(cluster, &names) {
+                        Some(s) => problem.help(format!("did you mean `{s}`?")),
+                        None => problem.help(format!("declared clusters: {}", names.join(", "))),
+                    };
+                    problems.push(problem);
+                }
+                _ if !chosen => unmatched.push(limit),
+                _ => {}
+            }
+        }
+        if unmatched.is_empty() {
+            continue;
+        }
+        let what = |limit: &Located<ClusterPattern>| {
+            if limit.value.is_selector() {
+                "selector"
+            } else {
+                "glob"
+            }
+        };
+        if unmatched.len() == limits.len() {
+            let mut problem = Problem::warning(
+                codes::NO_CLUSTER_CHOSEN,
+                format!(
+                    "{kind} `{name}` is placed in no cluster: its `clusters` choose none of the declared clusters"
+                ),
+            );
+            for (i, limit) in unmatched.iter().enumerate() {
+                let text = format!("this {} matches no declared cluster", what(limit));
+                problem = if i == 0 {
+                    problem.at(&limit.origin, text)
+                } else {
+                    problem.also(&limit.origin, text)
+                };
+            }
+            problems.push(problem.help(format!(
+                "declared clusters: {}; a selector matches the clusters' `labels`",
+                names.join(", ")
+            )));
+        } else {
+            for limit in unmatched {
+                problems.push(
+                    Problem::warning(
+                        codes::CLUSTER_PATTERN_MATCHES_NOTHING,
+                        format!(
+                            "a cluster {} of {kind} `{name}` matches no declared cluster",
+                            what(limit)
+                        ),
+                    )
+                    .at(&limit.origin, "matches no cluster")
+                    .help(format!(
+                        "declared clusters: {}; a selector matches the clusters' `labels`",
+                        names.join(", ")
+                    )),
+                );
+            }
         }
     }
 }

@@ -1307,6 +1307,7 @@ mod tests {
             registries: BTreeMap::new(),
             pull_secrets: Vec::new(),
             pull_grants: grants,
+            clusters: Vec::new(),
         }
     }
 
@@ -1419,6 +1420,7 @@ mod tests {
             role: at("system:image-puller".into()),
             namespaces: vec![at(NamespacePattern::parse("project-b").unwrap())],
             to: vec![at(WorkspaceSubject::AllServiceAccountsIn(selector))],
+            clusters: Vec::new(),
         };
         let scope = Scope::of_workspace(&workspace(vec![grant]), &live);
         assert!(

@@ -354,8 +354,10 @@ mod tests {
                 namespaces: targets.into_iter().map(at).collect(),
                 exclude_namespaces: exclude.into_iter().map(at).collect(),
                 service_accounts: Vec::new(),
+                clusters: Vec::new(),
             }],
             pull_grants: Vec::new(),
+            clusters: Vec::new(),
         }
     }
 
