@@ -1036,3 +1036,300 @@ spec:
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }
+
+/// The value of one sample of Prometheus text (`name{labels}` exactly as
+/// printed), 0 when absent.
+fn metric_sample(text: &str, sample: &str) -> u64 {
+    text.lines()
+        .find_map(|l| l.strip_prefix(sample)?.strip_prefix(' '))
+        .map_or(0, |v| {
+            v.parse()
+                .unwrap_or_else(|_| panic!("not an integer sample: {sample} {v}"))
+        })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_beside_the_openshift_sa_controller_no_fight_both_entries_present() {
+    use futures::StreamExt as _;
+    use kube::runtime::watcher;
+    use pullwarden_testenv::PULL_SECRET_REF_ANNOTATION;
+
+    type History = std::collections::BTreeMap<String, Vec<(u64, Vec<String>)>>;
+
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&unique_name("run"), &prefix).replace(
+            "serviceAccounts: [{name: default}]",
+            "serviceAccounts: [{name: default}, {name: builder}]",
+        ),
+    )
+    .expect("workspace");
+    // Three groups of namespaces: OpenShift's controller links `a` before
+    // pullwarden runs, lags 1.5 s behind on `b` (pullwarden links first),
+    // and races pullwarden on `c`.
+    let group = |g: &str| -> Vec<String> { (0..2).map(|i| format!("{prefix}-{g}{i}")).collect() };
+    let (first, lagging, racing) = (group("a"), group("b"), group("c"));
+    let lag = {
+        let b = format!("{prefix}-b");
+        let ours = format!("{prefix}-");
+        move |ns: &str| {
+            if ns.starts_with(&b) {
+                Some(Duration::from_millis(1500))
+            } else {
+                ns.starts_with(&ours).then_some(Duration::ZERO)
+            }
+        }
+    };
+
+    // The server's own record of every ServiceAccount write in these
+    // namespaces: each resourceVersion a watch delivers is one write, with
+    // the `imagePullSecrets` it left.
+    let history: Arc<Mutex<History>> = Arc::default();
+    let (listed_tx, listed_rx) = tokio::sync::oneshot::channel();
+    let recorder = {
+        let history = history.clone();
+        let ours = format!("{prefix}-");
+        let api = Api::<ServiceAccount>::all(env.admin());
+        tokio::spawn(async move {
+            let mut listed = Some(listed_tx);
+            let mut stream = std::pin::pin!(watcher::watcher(api, watcher::Config::default()));
+            while let Some(event) = stream.next().await {
+                match event {
+                    Ok(watcher::Event::InitDone) => {
+                        if let Some(tx) = listed.take() {
+                            let _ = tx.send(());
+                        }
+                    }
+                    Ok(watcher::Event::Apply(sa) | watcher::Event::InitApply(sa)) => {
+                        let ns = sa.metadata.namespace.clone().unwrap_or_default();
+                        if !ns.starts_with(&ours) {
+                            continue;
+                        }
+                        let rv: u64 = sa
+                            .metadata
+                            .resource_version
+                            .as_deref()
+                            .and_then(|v| v.parse().ok())
+                            .expect("numeric resourceVersion");
+                        let pulls = sa
+                            .image_pull_secrets
+                            .iter()
+                            .flatten()
+                            .map(|r| r.name.clone())
+                            .collect();
+                        let mut history = history.lock().unwrap();
+                        let versions = history
+                            .entry(format!("{ns}/{}", sa.metadata.name.unwrap_or_default()))
+                            .or_default();
+                        if !versions.iter().any(|(v, _)| *v == rv) {
+                            versions.push((rv, pulls));
+                            versions.sort();
+                        }
+                    }
+                    _ => {}
+                }
+            }
+        })
+    };
+    listed_rx.await.expect("the ServiceAccount watch listed");
+
+    let create = |names: Vec<String>| async move {
+        for ns in &names {
+            create_namespace_with_default_sa(env, ns).await;
+            let mut builder = ServiceAccount::default();
+            builder.metadata.name = Some("builder".to_owned());
+            Api::<ServiceAccount>::namespaced(env.admin(), ns)
+                .create(&PostParams::default(), &builder)
+                .await
+                .expect("create builder");
+        }
+    };
+    let accounts = |names: &[String]| -> Vec<(String, &'static str)> {
+        names
+            .iter()
+            .flat_map(|ns| [(ns.clone(), "default"), (ns.clone(), "builder")])
+            .collect()
+    };
+    // Whether the ServiceAccount lists both pullwarden's and OpenShift's entry.
+    let both = |sa: &ServiceAccount| {
+        let pulls: Vec<&str> = sa
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.as_str())
+            .collect();
+        let dockercfg = sa
+            .metadata
+            .annotations
+            .as_ref()
+            .and_then(|a| a.get(PULL_SECRET_REF_ANNOTATION));
+        pulls.contains(&"quay-pull") && dockercfg.is_some_and(|d| pulls.contains(&d.as_str()))
+    };
+    let wait_until = |accounts: Vec<(String, &'static str)>,
+                      check: fn(&ServiceAccount) -> bool,
+                      what: &'static str| async move {
+        let started = Instant::now();
+        loop {
+            let mut done = 0;
+            for (ns, sa) in &accounts {
+                let sa = Api::<ServiceAccount>::namespaced(env.admin(), ns)
+                    .get(sa)
+                    .await
+                    .expect("get sa");
+                done += usize::from(check(&sa));
+            }
+            if done == accounts.len() {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "{done} of {} ServiceAccounts {what} after 20 s",
+                accounts.len()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+
+    // OpenShift's controller runs the whole time, as on a real cluster
+    // (simulated on the local control plane only: against another cluster
+    // the test returns here).
+    let Ok(controller) = env.openshift_sa_controller() else {
+        assert!(!env.simulates_openshift());
+        recorder.abort();
+        return;
+    };
+    let openshift = controller.run(lag);
+    create(first.clone()).await;
+    wait_until(
+        accounts(&first),
+        |sa| {
+            sa.metadata
+                .annotations
+                .as_ref()
+                .is_some_and(|a| a.contains_key(PULL_SECRET_REF_ANNOTATION))
+        },
+        "linked by OpenShift's controller",
+    )
+    .await;
+
+    // pullwarden starts on those, then new namespaces appear.
+    let running = Running::start(env, dir.path());
+    running
+        .wait_for("in sync", 0, Duration::from_secs(60))
+        .await;
+    create(lagging.clone()).await;
+    create(racing.clone()).await;
+    let all: Vec<(String, &str)> = [&first, &lagging, &racing]
+        .into_iter()
+        .flat_map(|g| accounts(g))
+        .collect();
+    let converged = wait_until(all.clone(), both, "have both entries").await;
+
+    // OpenShift refreshes its token secrets by itself: pullwarden's watch
+    // sees the change and writes nothing.
+    let rotated = controller
+        .rotate_data(&racing[0], "default")
+        .await
+        .expect("rotate");
+    let in_sync = running.count("in sync");
+    running
+        .wait_for("in sync", in_sync, Duration::from_secs(10))
+        .await;
+    // Settle, then nothing may move for a while.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let settled = history.lock().unwrap().clone();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let history = history.lock().unwrap().clone();
+    assert_eq!(
+        settled,
+        history,
+        "ServiceAccounts were still written after converging; log:\n{}",
+        running.log()
+    );
+
+    let (_, metrics) = http_get(&running.metrics_addr(), "/metrics").await;
+    let log = running.log();
+    let links = metric_sample(
+        &metrics,
+        "pullwarden_changes_total{kind=\"ServiceAccount\",action=\"link\",result=\"done\"}",
+    );
+    eprintln!(
+        "pullwarden run beside the OpenShift SA controller: {} ServiceAccounts with both entries {converged:?} after the last create; pullwarden link writes {links}, OpenShift controller writes {}, its token Secret {rotated} rotated without a write after it",
+        all.len(),
+        openshift.links()
+    );
+    assert!(openshift.errors().is_empty(), "{:?}", openshift.errors());
+    let mut pullwarden_first = 0;
+    for (ns, sa) in &all {
+        let account = Api::<ServiceAccount>::namespaced(env.admin(), ns)
+            .get(sa)
+            .await
+            .expect("get sa");
+        assert!(
+            both(&account),
+            "{ns}/{sa}: {:?}",
+            account.image_pull_secrets
+        );
+        let pulls: Vec<&str> = account
+            .image_pull_secrets
+            .iter()
+            .flatten()
+            .map(|r| r.name.as_str())
+            .collect();
+        assert_eq!(pulls.len(), 2, "each entry once in {ns}/{sa}: {pulls:?}");
+        // pullwarden linked it once: one `done link` line per ServiceAccount.
+        let title = format!("done link ServiceAccount {ns}/{sa}");
+        assert_eq!(
+            log.lines().filter(|l| l.ends_with(&title)).count(),
+            1,
+            "{title}; log:\n{log}"
+        );
+        // The server saw the create and exactly two writes: OpenShift's
+        // link and pullwarden's, in the order the group says.
+        let versions = &history[&format!("{ns}/{sa}")];
+        assert_eq!(
+            versions.len(),
+            3,
+            "{ns}/{sa}: the create plus each write: {versions:?}; log:\n{log}"
+        );
+        let first_write = &versions[1].1;
+        let by_pullwarden = first_write == &["quay-pull".to_owned()];
+        pullwarden_first += usize::from(by_pullwarden);
+        if first.contains(ns) {
+            assert!(
+                first_write.len() == 1 && first_write[0].starts_with(&format!("{sa}-dockercfg-")),
+                "{ns}/{sa}: OpenShift's controller wrote first: {versions:?}"
+            );
+        }
+        if lagging.contains(ns) {
+            assert!(
+                by_pullwarden,
+                "{ns}/{sa}: pullwarden wrote first: {versions:?}"
+            );
+        }
+    }
+    eprintln!(
+        "pullwarden run beside the OpenShift SA controller: pullwarden wrote first on {pullwarden_first} of {} ServiceAccounts",
+        all.len()
+    );
+    assert_eq!(links, all.len() as u64, "{metrics}");
+    assert_eq!(openshift.links(), all.len(), "one write per ServiceAccount");
+    assert_eq!(
+        metric_sum(&metrics, "pullwarden_backoff_held_total"),
+        0,
+        "{metrics}"
+    );
+    assert_eq!(
+        metric_sum(&metrics, "pullwarden_rewrites_total"),
+        0,
+        "{metrics}"
+    );
+    assert!(!log.contains("backing off"), "{log}");
+    drop(openshift);
+    recorder.abort();
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+}

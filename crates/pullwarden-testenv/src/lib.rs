@@ -41,7 +41,7 @@ pub use controlplane::{ControlPlane, Options, Server, process_is_running};
 pub use faults::{FaultKind, FaultProxy, Rule, Schedule};
 pub use openshift::{
     IMAGE_BUILDER_ROLE, IMAGE_PULLER_ROLE, IMAGE_PUSHER_ROLE, OPENSHIFT_SA_CONTROLLER_MANAGER,
-    OpenShiftSaController, PULL_SECRET_REF_ANNOTATION, SECRET_SA_ANNOTATION,
+    OpenShiftSaController, PULL_SECRET_REF_ANNOTATION, RunningSaController, SECRET_SA_ANNOTATION,
 };
 pub use registry::{AccessRule, Registry, User};
 

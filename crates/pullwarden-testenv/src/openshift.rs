@@ -2,11 +2,14 @@
 //! roles, its projects, and its service-account controller's dockercfg secrets.
 
 use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::authorization::v1::{
     ResourceAttributes, SubjectAccessReview, SubjectAccessReviewSpec,
@@ -15,6 +18,8 @@ use k8s_openapi::api::core::v1::{Namespace, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{ClusterRole, PolicyRule, RoleBinding, RoleRef, Subject};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, OwnerReference};
 use kube::api::{Api, Patch, PatchParams, PostParams};
+use kube::runtime::WatchStreamExt as _;
+use kube::runtime::watcher;
 use kube::{Client, ResourceExt};
 use rand::Rng as _;
 use serde_json::json;
@@ -204,6 +209,12 @@ impl OpenShiftSaController {
     /// Ensures `ns/sa` has its dockercfg secret, linked from both
     /// `imagePullSecrets` and `secrets`. Returns the secret's name.
     pub async fn link_dockercfg(&self, ns: &str, sa: &str) -> Result<String> {
+        self.ensure_linked(ns, sa).await.map(|(name, _)| name)
+    }
+
+    /// [`OpenShiftSaController::link_dockercfg`], and whether it wrote the
+    /// ServiceAccount (not when it lists the secret in both lists already).
+    async fn ensure_linked(&self, ns: &str, sa: &str) -> Result<(String, bool)> {
         let sas: Api<ServiceAccount> = Api::namespaced(self.admin.clone(), ns);
         let secrets: Api<Secret> = Api::namespaced(self.admin.clone(), ns);
         let account = sas
@@ -227,6 +238,11 @@ impl OpenShiftSaController {
         // on conflict re-read and redo.
         for _ in 0..10 {
             let account = sas.get(sa).await?;
+            if is_linked(&account)
+                && account.annotations().get(PULL_SECRET_REF_ANNOTATION) == Some(&name)
+            {
+                return Ok((name, false));
+            }
             let mut pull: Vec<String> = account
                 .image_pull_secrets
                 .iter()
@@ -259,7 +275,7 @@ impl OpenShiftSaController {
             });
             let params = PatchParams::apply(OPENSHIFT_SA_CONTROLLER_MANAGER).force();
             match sas.patch(sa, &params, &Patch::Apply(&applied)).await {
-                Ok(_) => return Ok(name),
+                Ok(_) => return Ok((name, true)),
                 Err(kube::Error::Api(s)) if s.is_conflict() => {
                     tokio::time::sleep(Duration::from_millis(50)).await;
                 }
@@ -267,6 +283,83 @@ impl OpenShiftSaController {
             }
         }
         bail!("linking {name} to {ns}/{sa}: still conflicting after 10 attempts")
+    }
+
+    /// Runs as OpenShift's controller does, continuously: watches every
+    /// ServiceAccount and links its dockercfg secret to each one that lacks
+    /// it (creating the secret when absent); a ServiceAccount that already
+    /// lists it in both `imagePullSecrets` and `secrets` is not written.
+    ///
+    /// `lag` says which namespaces it serves (`None`: not this one) and how
+    /// long it takes to act on a ServiceAccount there, as a busy controller's
+    /// work queue does (it reads the ServiceAccount afresh after the lag).
+    /// One ServiceAccount is handled by one task at a time; an event meanwhile
+    /// makes it look again. It stops when the returned handle is dropped.
+    pub fn run(
+        &self,
+        lag: impl Fn(&str) -> Option<Duration> + Send + 'static,
+    ) -> RunningSaController {
+        let writes = Arc::new(AtomicUsize::new(0));
+        let errors = Arc::new(Mutex::new(Vec::new()));
+        let admin = self.admin.clone();
+        let api: Api<ServiceAccount> = Api::all(self.admin.clone());
+        let (count, failures) = (writes.clone(), errors.clone());
+        let task = tokio::spawn(async move {
+            // ns/name -> looked at again after the task in flight ends.
+            let in_flight: Arc<Mutex<BTreeMap<(String, String), bool>>> = Arc::default();
+            let mut tasks = tokio::task::JoinSet::new();
+            let stream = watcher::watcher(api, watcher::Config::default())
+                .default_backoff()
+                .applied_objects();
+            let mut stream = std::pin::pin!(stream);
+            while let Some(event) = stream.next().await {
+                while tasks.try_join_next().is_some() {}
+                let Ok(sa) = event else { continue };
+                let ns = sa.namespace().unwrap_or_default();
+                let Some(delay) = lag(&ns) else { continue };
+                if sa.metadata.deletion_timestamp.is_some() || is_linked(&sa) {
+                    continue;
+                }
+                let key = (ns, sa.name_any());
+                {
+                    let mut flight = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+                    if let Some(again) = flight.get_mut(&key) {
+                        *again = true;
+                        continue;
+                    }
+                    flight.insert(key.clone(), false);
+                }
+                let controller = OpenShiftSaController::new(admin.clone());
+                let (count, failures, in_flight) =
+                    (count.clone(), failures.clone(), in_flight.clone());
+                tasks.spawn(async move {
+                    loop {
+                        tokio::time::sleep(delay).await;
+                        match controller.ensure_linked(&key.0, &key.1).await {
+                            Ok((_, wrote)) => {
+                                count.fetch_add(usize::from(wrote), Ordering::SeqCst);
+                            }
+                            Err(e) => failures
+                                .lock()
+                                .unwrap_or_else(PoisonError::into_inner)
+                                .push(format!("{}/{}: {e:#}", key.0, key.1)),
+                        }
+                        let mut flight = in_flight.lock().unwrap_or_else(PoisonError::into_inner);
+                        if flight.get(&key) == Some(&true) {
+                            flight.insert(key.clone(), false);
+                        } else {
+                            flight.remove(&key);
+                            return;
+                        }
+                    }
+                });
+            }
+        });
+        RunningSaController {
+            task,
+            writes,
+            errors,
+        }
     }
 
     /// Rewrites the data of `ns/sa`'s dockercfg secret (OpenShift refreshes
@@ -286,6 +379,52 @@ impl OpenShiftSaController {
             .replace(&name, &PostParams::default(), &secret)
             .await?;
         Ok(name)
+    }
+}
+
+/// Whether a ServiceAccount lists the dockercfg secret its annotation names
+/// in both `imagePullSecrets` and `secrets`.
+fn is_linked(sa: &ServiceAccount) -> bool {
+    let Some(name) = sa.annotations().get(PULL_SECRET_REF_ANNOTATION) else {
+        return false;
+    };
+    sa.image_pull_secrets
+        .iter()
+        .flatten()
+        .any(|r| &r.name == name)
+        && sa
+            .secrets
+            .iter()
+            .flatten()
+            .any(|r| r.name.as_ref() == Some(name))
+}
+
+/// [`OpenShiftSaController::run`] in the background: stopped (with every
+/// link in flight) when dropped.
+pub struct RunningSaController {
+    task: tokio::task::JoinHandle<()>,
+    writes: Arc<AtomicUsize>,
+    errors: Arc<Mutex<Vec<String>>>,
+}
+
+impl RunningSaController {
+    /// ServiceAccount writes it made (each a link of its secret).
+    pub fn links(&self) -> usize {
+        self.writes.load(Ordering::SeqCst)
+    }
+
+    /// The links that failed, one line each.
+    pub fn errors(&self) -> Vec<String> {
+        self.errors
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .clone()
+    }
+}
+
+impl Drop for RunningSaController {
+    fn drop(&mut self) {
+        self.task.abort();
     }
 }
 
