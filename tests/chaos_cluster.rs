@@ -286,9 +286,12 @@ fn ok(run: Result<Run, String>, what: &str) -> Result<Run, String> {
 
 impl World {
     async fn new(namespaces: usize) -> World {
-        let env = TestEnv::dedicated(Options { audit: true })
-            .await
-            .expect("a control plane of its own, with audit");
+        let env = TestEnv::dedicated(Options {
+            audit: true,
+            ..Options::default()
+        })
+        .await
+        .expect("a control plane of its own, with audit");
         let audit = env.audit_log().expect("audit log");
         let proxy = env.fault_proxy().expect("fault proxy");
         env.install_openshift_roles().await.expect("roles");

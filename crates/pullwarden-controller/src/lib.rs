@@ -6,8 +6,10 @@
 //! and RoleBindings (metadata only) trigger a reconcile, debounced so a burst
 //! is one; a timer reconciles anyway (`resync`); the workspace folder is
 //! polled and reloaded when its files change, a broken one keeping the last
-//! good one. Every reconcile reads the live state and plans the whole
-//! workspace (the planner is fast); a plan without changes writes nothing.
+//! good one. A reconcile after watch events reads and plans only the
+//! namespaces they touched (`scoped`); the start, the timer, a workspace
+//! change and anything not confined to known namespaces read the live state
+//! and plan the whole workspace. A plan without changes writes nothing.
 //!
 //! This crate prints nothing: it hands [`Log`] lines to the caller.
 
@@ -15,6 +17,7 @@ mod backoff;
 mod events;
 pub mod lease;
 mod metrics;
+mod scoped;
 mod watch;
 pub mod workspace;
 
@@ -125,10 +128,11 @@ impl std::fmt::Display for RunError {
 }
 
 /// Why a reconcile was started.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 enum Trigger {
     Start,
-    Watch,
+    /// A watch event, and what it touched.
+    Watch(watch::Touch),
     Workspace,
     Resync,
     Leader,
@@ -136,10 +140,10 @@ enum Trigger {
 }
 
 impl Trigger {
-    fn as_str(self) -> &'static str {
+    fn as_str(&self) -> &'static str {
         match self {
             Self::Start => "start",
-            Self::Watch => "watch",
+            Self::Watch(_) => "watch",
             Self::Workspace => "workspace",
             Self::Resync => "resync",
             Self::Leader => "leader",
@@ -231,7 +235,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
     };
 
     let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<Trigger>();
-    watch::start(&client, &trigger_tx, &log);
+    let namespaces = watch::SharedNamespaces::default();
+    watch::start(&client, &trigger_tx, &log, &namespaces);
     {
         // The workspace folder, polled.
         let path = config.path.clone();
@@ -261,6 +266,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
     let mut backoff = backoff::Backoff::default();
     let mut wake: Option<Instant> = None;
     let mut next: Option<Trigger> = Some(Trigger::Start);
+    // Whether the last reconcile converged: only then may the next one be scoped.
+    let mut converged = false;
     let mut resync =
         tokio::time::interval_at(tokio::time::Instant::now() + config.resync, config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -290,8 +297,14 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
         if *stop.borrow() {
             break;
         }
-        // Debounce: a burst of events is one reconcile.
+        // Debounce: a burst of events is one reconcile, of what they touched.
         let mut reload = trigger == Trigger::Workspace;
+        let mut touched = scoped::Touched::default();
+        let note = |t: &Trigger, touched: &mut scoped::Touched| match t {
+            Trigger::Watch(touch) => touched.add(touch),
+            _ => touched.everything = true,
+        };
+        note(&trigger, &mut touched);
         tokio::select! {
             biased;
             _ = stop.changed() => break,
@@ -299,7 +312,16 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
         }
         while let Ok(t) = trigger_rx.try_recv() {
             reload |= t == Trigger::Workspace;
+            note(&t, &mut touched);
         }
+        let scope = if converged {
+            let view = namespaces
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            scoped::namespaces(&current.workspace, &view, &touched)
+        } else {
+            None
+        };
         if reload {
             match workspace::load(&config.path) {
                 Ok(loaded) => {
@@ -332,7 +354,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             &current,
             &metrics,
             &log,
-            trigger,
+            &trigger,
+            scope.as_ref().map(|set| (set, &namespaces)),
             &mut stop,
             &mut leadership,
             &mut backoff,
@@ -342,6 +365,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             Reconciled::Stopped => break,
             Reconciled::Done(ok, next_wake) => {
                 metrics.reconciled(ok);
+                metrics.reconciled_scope(scope.is_some());
+                converged = ok;
                 wake = next_wake;
             }
         }
@@ -379,7 +404,11 @@ async fn reconcile(
     current: &workspace::Loaded,
     metrics: &Metrics,
     log: &Sink,
-    trigger: Trigger,
+    trigger: &Trigger,
+    scope: Option<(
+        &std::collections::BTreeSet<String>,
+        &watch::SharedNamespaces,
+    )>,
     stop: &mut signal_watch::Receiver<bool>,
     leadership: &mut lease::Leadership,
     backoff: &mut backoff::Backoff,
@@ -393,14 +422,27 @@ async fn reconcile(
             )),
             ..config.read.clone()
         };
-        let (mut state, _scoped) =
-            pullwarden_kube::read_live_or_namespaces(client, &named_namespaces(ws), &options)
-                .await?;
-        let wanted: Vec<(String, String)> =
-            planner::desired(ws, &std::collections::BTreeMap::new(), &state)
-                .secrets
-                .into_keys()
-                .collect();
+        let mut state = match scope {
+            None => {
+                pullwarden_kube::read_live_or_namespaces(client, &named_namespaces(ws), &options)
+                    .await?
+                    .0
+            }
+            Some((set, view)) => {
+                let list: Vec<String> = set.iter().cloned().collect();
+                let fresh =
+                    pullwarden_kube::read_live_of_namespaces(client, &list, &options).await?;
+                let view = view
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                scoped::merge(&view, fresh, set)
+            }
+        };
+        let mut wanted = planner::desired(ws, &std::collections::BTreeMap::new(), &state);
+        if let Some((set, _)) = scope {
+            scoped::restrict(&mut wanted, set);
+        }
+        let wanted: Vec<(String, String)> = wanted.secrets.into_keys().collect();
         pullwarden_kube::lookup_secrets(client, &mut state, &wanted, &options).await?;
         Ok::<_, pullwarden_kube::ClusterError>(state)
     };
@@ -423,7 +465,14 @@ async fn reconcile(
     let mut key = [0u8; 32];
     rand::rng().fill_bytes(&mut key);
     let key = DigestKey::from_bytes(key);
-    let desired = planner::desired(ws, &current.registries, &live);
+    let mut desired = planner::desired(ws, &current.registries, &live);
+    if let Some((set, _)) = scope {
+        scoped::restrict(&mut desired, set);
+    }
+    let scope_field = scope.map_or_else(
+        || "full".to_owned(),
+        |(set, _)| format!("{} namespace(s)", set.len()),
+    );
     let plan = planner::plan(
         ws,
         &desired,
@@ -504,6 +553,7 @@ async fn reconcile(
     if !plan.has_changes() {
         log(Log::new(Level::Info, "in sync")
             .field("trigger", &trigger.as_str())
+            .field("scope", &scope_field)
             .field("namespaces", &live.namespaces.len())
             .field("ms", &started.elapsed().as_millis()));
         return Reconciled::Done(true, None);
@@ -593,6 +643,7 @@ async fn reconcile(
         ),
     )
     .field("trigger", &trigger.as_str())
+    .field("scope", &scope_field)
     .field("changes", &plan.changes.len())
     .field("failed", &failed)
     .field("ms", &started.elapsed().as_millis()));

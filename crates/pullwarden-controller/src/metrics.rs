@@ -11,6 +11,8 @@ use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 #[derive(Default)]
 struct Counters {
     reconciles: u64,
+    /// Reconciles that read and planned only the namespaces events touched.
+    scoped_reconciles: u64,
     /// (kind, action, result) → count.
     changes: BTreeMap<(&'static str, &'static str, &'static str), u64>,
     /// reason → count.
@@ -63,6 +65,13 @@ impl Metrics {
         }
     }
 
+    /// Counts a reconcile as scoped (only touched namespaces) or full.
+    pub fn reconciled_scope(&self, scoped: bool) {
+        if scoped {
+            self.with(|c| c.scoped_reconciles += 1);
+        }
+    }
+
     pub fn change(&self, kind: &'static str, action: &'static str, result: &'static str) {
         self.with(|c| *c.changes.entry((kind, action, result)).or_default() += 1);
     }
@@ -109,6 +118,12 @@ impl Metrics {
                 out,
                 "# HELP pullwarden_reconciles_total Reconciles run (read, plan, apply).\n# TYPE pullwarden_reconciles_total counter\npullwarden_reconciles_total {}",
                 c.reconciles
+            );
+            let _ = writeln!(
+                out,
+                "# HELP pullwarden_reconciles_by_scope_total Reconciles by what they read and planned: every namespace (full) or only those watch events touched (namespaces).\n# TYPE pullwarden_reconciles_by_scope_total counter\npullwarden_reconciles_by_scope_total{{scope=\"full\"}} {}\npullwarden_reconciles_by_scope_total{{scope=\"namespaces\"}} {}",
+                c.reconciles.saturating_sub(c.scoped_reconciles),
+                c.scoped_reconciles
             );
             out.push_str("# HELP pullwarden_changes_total Changes executed, by kind, action and result.\n# TYPE pullwarden_changes_total counter\n");
             for ((kind, action, result), n) in &c.changes {

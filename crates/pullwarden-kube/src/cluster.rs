@@ -584,6 +584,62 @@ pub async fn read_live_in_namespaces(
     Ok(live)
 }
 
+/// The live state of some namespaces only, for a reconcile that re-plans
+/// what an event touched (`pullwarden run`): each Namespace by a LIST of
+/// namespaces restricted to its name (`fieldSelector=metadata.name=<name>`,
+/// metadata only: the `list` permission [`read_live`] already needs), and
+/// beside it the Secrets, ServiceAccounts and RoleBindings of each, listed
+/// as [`read_live_in_namespaces`] lists them (same filters as a full read).
+/// `namespaces`, `terminating` and `namespace_labels` of the result describe
+/// exactly these namespaces (one that does not exist is in neither set); its
+/// objects are theirs only, so a plan over it must be restricted to them.
+/// Never writes.
+pub async fn read_live_of_namespaces(
+    client: &Client,
+    namespaces: &[String],
+    options: &ReadOptions,
+) -> Result<LiveState, ClusterError> {
+    use futures::StreamExt as _;
+    let api: Api<Namespace> = Api::all(client.clone());
+    let api = &api;
+    let metas = async {
+        let found: Vec<Result<Vec<crate::convert::NamespaceMeta>, ClusterError>> =
+            futures::stream::iter(namespaces.iter())
+                .map(|name| async move {
+                    list_pages(
+                        |p| async move { api.list_metadata(&p).await },
+                        ListParams::default().fields(&format!("metadata.name={name}")),
+                        options,
+                        "namespaces",
+                        "cluster scope",
+                        live_namespace_meta,
+                    )
+                    .await
+                })
+                .buffer_unordered(LOOKUP_CONCURRENCY)
+                .collect()
+                .await;
+        let mut metas = Vec::new();
+        for result in found {
+            metas.extend(result?);
+        }
+        Ok::<_, ClusterError>(metas)
+    };
+    let (metas, mut live) =
+        tokio::try_join!(metas, read_live_in_namespaces(client, namespaces, options))?;
+    live.namespaces.clear();
+    for namespace in metas {
+        if namespace.terminating {
+            live.terminating.insert(namespace.name);
+        } else {
+            live.namespace_labels
+                .insert(namespace.name.clone(), namespace.labels);
+            live.namespaces.insert(namespace.name);
+        }
+    }
+    Ok(live)
+}
+
 /// Reads namespaces (except terminating ones), secrets, service accounts
 /// and role bindings of the whole cluster: paginated LISTs, run
 /// concurrently, each page retried on transient failures. Namespaces are

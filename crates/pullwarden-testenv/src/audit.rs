@@ -22,6 +22,22 @@ rules:
 - level: None
 ";
 
+/// [`AUDIT_POLICY`] that also records reads (get, list, watch) at
+/// `Metadata` level, without their `RequestReceived` stage: a get or list is
+/// one `ResponseComplete` line, a watch a `ResponseStarted` line when it
+/// starts and a `ResponseComplete` line when it ends. For counting what a
+/// client reads ([`crate::controlplane::Options::audit_reads`]).
+pub const AUDIT_POLICY_WITH_READS: &str = "apiVersion: audit.k8s.io/v1
+kind: Policy
+rules:
+- level: Metadata
+  verbs: [create, update, patch, delete, deletecollection]
+- level: Metadata
+  verbs: [get, list, watch]
+  omitStages: [RequestReceived]
+- level: None
+";
+
 /// The verbs the policy records.
 pub const WRITE_VERBS: [&str; 5] = ["create", "update", "patch", "delete", "deletecollection"];
 
@@ -37,6 +53,8 @@ pub struct AuditEvent {
     pub subresource: String,
     pub namespace: String,
     pub name: String,
+    /// `requestURI`: the path and query (selectors, `watch=true`).
+    pub request_uri: String,
     /// `responseStatus.code` (0 when absent).
     pub code: u16,
 }
@@ -60,6 +78,7 @@ impl AuditEvent {
             subresource: or_empty(&["objectRef", "subresource"]),
             namespace: or_empty(&["objectRef", "namespace"]),
             name: or_empty(&["objectRef", "name"]),
+            request_uri: or_empty(&["requestURI"]),
             code: value
                 .get("responseStatus")
                 .and_then(|s| s.get("code"))

@@ -134,6 +134,9 @@ pub struct Options {
     /// Record every write in an audit log (`state_dir/audit.log`, policy
     /// [`crate::audit::AUDIT_POLICY`]), read back with [`ControlPlane::audit_log`].
     pub audit: bool,
+    /// With `audit`: record reads too (get, list, watch), with
+    /// [`crate::audit::AUDIT_POLICY_WITH_READS`].
+    pub audit_reads: bool,
 }
 
 /// One of the two server processes.
@@ -242,7 +245,14 @@ impl ControlPlane {
         ];
         if options.audit {
             let policy = state_dir.join("audit-policy.yaml");
-            fs::write(&policy, crate::audit::AUDIT_POLICY)?;
+            fs::write(
+                &policy,
+                if options.audit_reads {
+                    crate::audit::AUDIT_POLICY_WITH_READS
+                } else {
+                    crate::audit::AUDIT_POLICY
+                },
+            )?;
             let log = state_dir.join("audit.log");
             apiserver_args.extend([
                 format!("--audit-policy-file={}", file(&policy)),

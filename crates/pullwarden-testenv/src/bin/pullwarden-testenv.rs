@@ -16,11 +16,12 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pullwarden_testenv::{
-    ADMIN_CONTEXT, BIN_DIR_ENV, ControlPlane, USER_CONTEXT, controlplane_bin_dir,
+    ADMIN_CONTEXT, BIN_DIR_ENV, ControlPlane, Options, USER_CONTEXT, controlplane_bin_dir,
     process_is_running,
 };
 
 const STDIN_OWNER_ENV: &str = "PULLWARDEN_TESTENV_STDIN_OWNER";
+const AUDIT_ENV: &str = "PULLWARDEN_TESTENV_AUDIT";
 const USAGE: &str = "usage: pullwarden-testenv up|down|serve [--dir DIR]";
 
 fn main() -> ExitCode {
@@ -112,7 +113,21 @@ fn serve(dir: &Path) -> Result<()> {
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(async {
         let bin_dir = controlplane_bin_dir()?;
-        let mut plane = ControlPlane::start(&bin_dir, dir).await?;
+        // PULLWARDEN_TESTENV_AUDIT=writes|all: an audit log (dir/audit.log) of
+        // every write, or of every write and read (benchmarks count requests by user).
+        let options = match std::env::var(AUDIT_ENV).ok().as_deref() {
+            None | Some("" | "off") => Options::default(),
+            Some("writes") => Options {
+                audit: true,
+                ..Options::default()
+            },
+            Some("all") => Options {
+                audit: true,
+                audit_reads: true,
+            },
+            Some(other) => bail!("{AUDIT_ENV}={other:?}: expected writes, all or off"),
+        };
+        let mut plane = ControlPlane::start_with(&bin_dir, dir, options).await?;
         std::fs::write(dir.join("ready"), plane.base_url.as_bytes())?;
         writeln!(std::io::stderr(), "ready at {}", plane.base_url)?;
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
