@@ -38,6 +38,11 @@ pub struct GlobalArgs {
     /// any file of the machine it runs on into a Secret.
     #[arg(long, global = true, env = "PULLWARDEN_ALLOW_OUTSIDE_FILES", value_parser = clap::builder::BoolishValueParser::new())]
     pub allow_outside_files: bool,
+    /// Let the workspace's `fromCommand` credentials run their commands (plan, apply, drift,
+    /// run, `validate --resolve`, ...). Off by default: a workspace from a pull request could
+    /// otherwise run any program on the machine it runs on. `diff` never runs them.
+    #[arg(long, global = true, env = "PULLWARDEN_ALLOW_COMMANDS", value_parser = clap::builder::BoolishValueParser::new())]
+    pub allow_commands: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
@@ -419,6 +424,9 @@ pub enum ValidateFormat {
 pub fn run(cli: &Cli, out: &Output) -> ExitCode {
     if cli.global.allow_outside_files {
         credentials::allow_files_outside_workspace();
+    }
+    if cli.global.allow_commands {
+        credentials::allow_commands();
     }
     match &cli.command {
         Command::Validate(args) => crate::commands::validate(args, out),

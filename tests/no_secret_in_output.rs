@@ -298,3 +298,204 @@ fn malformed_literal_credentials_are_masked_in_diagnostics() {
         }
     }
 }
+
+const CMD_USER: &str = "canary-cmd-user-5e2f";
+const CMD_PASSWORD: &str = "Canary-Cmd-Pw-31c8d4";
+const CMD_ROTATED: &str = "Canary-Cmd-Rotated-Pw-77a0e9";
+
+/// A workspace whose one registry's credentials come from `fromCommand`
+/// (`sh -c SCRIPT`, in the workspace folder), and a live state whose managed
+/// Secret holds what the command printed first.
+fn write_command_workspace(dir: &Path, script: &str) {
+    std::fs::create_dir_all(dir.join("ws/creds")).unwrap();
+    std::fs::write(
+        dir.join("ws/workspace.yaml"),
+        format!(
+            r"apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: canary}}
+spec: {{}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: cmd}}
+spec:
+  server: registry.example.com
+  password:
+    fromCommand:
+      command: [sh, -c, '{script}']
+      timeout: 10s
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: cmd-pull}}
+spec:
+  registries: [cmd]
+  namespaces: [team-a]
+"
+        ),
+    )
+    .unwrap();
+    let data = format!(
+        r#"{{"auths":{{"registry.example.com":{{"username":"{CMD_USER}","password":"{CMD_PASSWORD}","auth":"{}"}}}}}}"#,
+        STANDARD.encode(format!("{CMD_USER}:{CMD_PASSWORD}"))
+    );
+    std::fs::write(
+        dir.join("live.yaml"),
+        format!(
+            r#"apiVersion: v1
+kind: List
+items:
+- {{apiVersion: v1, kind: Namespace, metadata: {{name: team-a, uid: n1, resourceVersion: "1"}}}}
+- apiVersion: v1
+  kind: Secret
+  type: kubernetes.io/dockerconfigjson
+  metadata:
+    name: cmd-pull
+    namespace: team-a
+    uid: x1
+    resourceVersion: "3"
+    labels: {{app.kubernetes.io/managed-by: pullwarden, pullwarden.dev/workspace: canary}}
+    annotations: {{pullwarden.dev/source: PullSecret/cmd-pull}}
+  data:
+    .dockerconfigjson: {}
+"#,
+            STANDARD.encode(data)
+        ),
+    )
+    .unwrap();
+}
+
+fn write_token(dir: &Path, password: &str) {
+    std::fs::write(
+        dir.join("ws/creds/token.json"),
+        format!(
+            r#"{{"username": "{CMD_USER}", "password": "{password}", "expiresAt": "2099-01-01T00:00:00Z"}}"#
+        ),
+    )
+    .unwrap();
+}
+
+fn run_allowed(dir: &Path, args: &[&str]) -> (i32, String) {
+    let mut full = vec!["--allow-commands"];
+    full.extend(args);
+    run(dir, &full)
+}
+
+/// `fromCommand`: a rotated value plans as an update shown
+/// `(sensitive, changed)`, and nothing the command printed reaches any
+/// output, saved plan or error, also when the command fails or prints
+/// something unusable.
+#[test]
+fn command_credentials_plan_a_rotation_as_sensitive_changed_and_never_leak() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    write_command_workspace(root, "cat creds/token.json");
+    write_token(root, CMD_PASSWORD);
+    let mut forbidden = Vec::new();
+    for value in [CMD_USER, CMD_PASSWORD, CMD_ROTATED] {
+        forbidden.extend(forms(value));
+    }
+    for pass in [CMD_PASSWORD, CMD_ROTATED] {
+        forbidden.extend(forms(&STANDARD.encode(format!("{CMD_USER}:{pass}"))));
+        forbidden.push(STANDARD.encode(format!("{CMD_USER}:{pass}")));
+    }
+    let mut outputs = Vec::new();
+
+    // Not allowed: refused, naming the flag; nothing ran.
+    let (code, text) = run(root, &["plan", "ws", "--live", "live.yaml"]);
+    assert_eq!(code, 1, "{text}");
+    assert!(
+        text.contains("command_not_allowed") && text.contains("--allow-commands"),
+        "{text}"
+    );
+    outputs.push(("plan without --allow-commands".to_owned(), text));
+
+    // The live Secret holds what the command prints: nothing to do.
+    let (code, text) = run_allowed(
+        root,
+        &["plan", "ws", "--live", "live.yaml", "--detailed-exitcode"],
+    );
+    assert_eq!(code, 0, "{text}");
+    outputs.push(("plan, in sync".to_owned(), text));
+
+    // Rotated: the command now prints another password.
+    write_token(root, CMD_ROTATED);
+    for format in ["text", "markdown", "json"] {
+        for verbosity in [None, Some("-vv")] {
+            let mut args = vec![
+                "plan",
+                "ws",
+                "--live",
+                "live.yaml",
+                "--detailed-exitcode",
+                "--format",
+                format,
+            ];
+            args.extend(verbosity);
+            let (code, text) = run_allowed(root, &args);
+            assert_eq!(code, 2, "{args:?}: {text}");
+            outputs.push((format!("rotated plan {args:?}"), text));
+        }
+    }
+    let text_plan = &outputs[2].1;
+    assert!(
+        text_plan.contains("~ update  Secret cmd-pull")
+            && text_plan.contains("username (sensitive, unchanged)")
+            && text_plan.contains("password (sensitive, changed)"),
+        "{text_plan}"
+    );
+    let (code, text) = run_allowed(
+        root,
+        &["plan", "ws", "--live", "live.yaml", "--out", "saved.json"],
+    );
+    assert_eq!(code, 0, "{text}");
+    outputs.push(("plan --out".to_owned(), text));
+    let saved = std::fs::read_to_string(root.join("saved.json")).unwrap();
+    assert!(saved.contains("secret_digests"), "{saved}");
+    outputs.push(("saved plan".to_owned(), saved));
+    for args in [
+        vec!["validate", "ws", "--resolve"],
+        vec!["validate", "ws", "--resolve", "--format", "json"],
+    ] {
+        let (code, text) = run_allowed(root, &args);
+        assert_eq!(code, 0, "{args:?}: {text}");
+        outputs.push((format!("{args:?}"), text));
+    }
+
+    // Failing or unusable commands: an error naming the registry, never the output.
+    let failing = [
+        ("cat creds/token.json; exit 3", "exit status 3"),
+        ("echo junk; cat creds/token.json", "printed several lines"),
+        ("head -c 60 creds/token.json", "line 1, column"),
+        ("cat creds/token.json >&2; exit 1", "exit status 1"),
+    ];
+    for (script, expected) in failing {
+        write_command_workspace(root, script);
+        for format in ["text", "json"] {
+            let (code, text) =
+                run_allowed(root, &["validate", "ws", "--resolve", "--format", format]);
+            assert_eq!(code, 1, "{script}: {text}");
+            assert!(
+                text.contains("Registry `cmd`") && text.contains(expected),
+                "{script}: {text}"
+            );
+            outputs.push((format!("validate --resolve with `{script}`"), text));
+        }
+        let (code, text) = run_allowed(root, &["plan", "ws", "--live", "live.yaml", "-vv"]);
+        assert_eq!(code, 1, "{script}: {text}");
+        outputs.push((format!("plan with `{script}`"), text));
+    }
+
+    for (what, text) in &outputs {
+        for bad in &forbidden {
+            assert!(
+                !text.contains(bad.as_str()),
+                "{what} holds a canary form `{bad}`:\n{text}"
+            );
+        }
+    }
+    // The check can fail: the token file itself holds the canary.
+    let token = std::fs::read_to_string(root.join("ws/creds/token.json")).unwrap();
+    assert!(forbidden.iter().any(|bad| token.contains(bad.as_str())));
+}

@@ -13,7 +13,7 @@ use pullwarden_core::plan::access::{
 };
 use pullwarden_core::plan::{self as planner};
 use pullwarden_core::render;
-use pullwarden_spec::credentials::{self, ProcessEnvironment};
+use pullwarden_spec::credentials;
 use serde::Serialize;
 
 use super::{Failed, LiveSource, read_live_for, read_options, runtime};
@@ -176,7 +176,8 @@ fn load(
     label: &str,
     out: &Output,
 ) -> Result<(Workspace, BTreeMap<String, ResolvedRegistry>), Failed> {
-    let env = ProcessEnvironment;
+    // A workspace from another revision (a pull request's) runs no command.
+    let env = credentials::NoCommands;
     let loaded = pullwarden_spec::load(path, &env);
     let errors: Vec<_> = loaded
         .problems

@@ -197,6 +197,23 @@ pub enum ValueSource {
     Literal(String),
     FromEnv(String),
     FromFile(PathBuf),
+    /// What a command prints (`{fromCommand: {command, timeout}}`), only for
+    /// a `password`. As a `username` (written by the loader when the
+    /// workspace leaves `username` out): the `username` of that same
+    /// command's JSON output; the command still runs once.
+    FromCommand(Box<CommandSource>),
+}
+
+/// A command that prints a credential: an argument list run without a shell.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CommandSource {
+    /// The program and its arguments. A program given as a relative path
+    /// (one with a `/`) is already joined to `dir`.
+    pub argv: Vec<String>,
+    /// How long it may run before it (and its process group) is killed.
+    pub timeout: std::time::Duration,
+    /// Its working directory: the folder of the workspace file naming it.
+    pub dir: PathBuf,
 }
 
 impl ValueSource {
@@ -310,4 +327,7 @@ pub struct ResolvedRegistry {
     pub entries: Vec<crate::dockerconfig::Entry>,
     /// Whether usernames may be shown (only a literal `username` is public).
     pub usernames_public: bool,
+    /// When the credential stops working, in seconds since the Unix epoch:
+    /// the `expiresAt` a `fromCommand` printed; `None` when not known.
+    pub expires_at: Option<i64>,
 }

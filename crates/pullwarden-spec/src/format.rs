@@ -190,9 +190,12 @@ pub struct LoginRegistry {
     /// The registry host, e.g. `quay.io`.
     pub server: String,
     /// A literal (shown in plans), or `{fromEnv}` / `{fromFile}` (treated as sensitive).
-    pub username: ValueSource,
-    /// Never a literal: `{fromEnv: VAR}` or `{fromFile: path}`.
-    pub password: SecretSource,
+    /// Required, except with a `password` from `fromCommand`: left out, it is the
+    /// `username` the command prints in its JSON output.
+    #[serde(default)]
+    pub username: Option<ValueSource>,
+    /// Never a literal: `{fromEnv: VAR}`, `{fromFile: path}` or `{fromCommand: {...}}`.
+    pub password: PasswordSource,
     /// Optional, written into the entry.
     #[serde(default)]
     pub email: Option<String>,
@@ -227,6 +230,39 @@ pub enum ValueSource {
 pub enum SecretSource {
     Env(FromEnv),
     File(FromFile),
+}
+
+/// Where a password comes from: a secret source, or a command.
+#[derive(JsonSchema)]
+#[serde(untagged)]
+pub enum PasswordSource {
+    Env(FromEnv),
+    File(FromFile),
+    Command(FromCommand),
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct FromCommand {
+    /// A command printing the password alone, or JSON `{"username", "password",
+    /// "expiresAt"}` (`username` and `expiresAt` optional; `expiresAt` an RFC 3339
+    /// time or seconds since 1970). Runs once per registry per run, and again
+    /// before `expiresAt` under `pullwarden run`; needs `--allow-commands`.
+    pub from_command: CommandSpec,
+}
+
+#[derive(JsonSchema)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct CommandSpec {
+    /// The program and its arguments, run without a shell in the folder of this
+    /// file (a relative program path with a `/` is taken from there).
+    #[schemars(length(min = 1))]
+    pub command: Vec<String>,
+    /// How long it may run before it and its process group are killed: `30s`
+    /// (default), `2m`, `500ms`; between 1s and 10m.
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[0-9]+(ms|s|m)$"))]
+    pub timeout: Option<String>,
 }
 
 #[derive(JsonSchema)]
@@ -385,7 +421,12 @@ mod tests {
         }
         let mut sources = properties(&schema, "FromEnv");
         sources.extend(properties(&schema, "FromFile"));
+        sources.extend(properties(&schema, "FromCommand"));
         assert_eq!(sources, set(fields::SECRET_SOURCE));
+        assert_eq!(
+            properties(&schema, "CommandSpec"),
+            set(fields::COMMAND_SOURCE)
+        );
         let subjects: BTreeSet<String> = schema["$defs"]["Subject"]["oneOf"]
             .as_array()
             .unwrap()

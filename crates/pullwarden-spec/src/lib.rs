@@ -8,6 +8,7 @@
 //! network. It never stops at the first problem, and no message it produces
 //! contains a credential.
 
+pub mod command;
 pub mod credentials;
 pub mod diag;
 pub mod emit;

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use pullwarden_core::model::{
-    Cluster, FileId, IfMissing, Located, Origin, PullGrant, PullSecret, Registry, RegistrySource,
-    Scope, SecretFormat, ServiceAccountLink, Subject, ValueSource, Workspace,
+    Cluster, CommandSource, FileId, IfMissing, Located, Origin, PullGrant, PullSecret, Registry,
+    RegistrySource, Scope, SecretFormat, ServiceAccountLink, Subject, ValueSource, Workspace,
 };
 use pullwarden_core::names::{
     ClusterPattern, LabelSelector, Labels, NamespacePattern, SelectorOperator, SelectorRequirement,
@@ -30,7 +30,8 @@ pub mod fields {
     pub const LOGIN_REGISTRY: &[&str] = &["server", "username", "password", "email"];
     pub const DOCKER_CONFIG_REGISTRY: &[&str] = &["dockerConfigFile"];
     pub const DOCKERCFG_REGISTRY: &[&str] = &["dockercfgFile"];
-    pub const SECRET_SOURCE: &[&str] = &["fromEnv", "fromFile"];
+    pub const SECRET_SOURCE: &[&str] = &["fromEnv", "fromFile", "fromCommand"];
+    pub const COMMAND_SOURCE: &[&str] = &["command", "timeout"];
     pub const PULL_SECRET_SPEC: &[&str] = &[
         "format",
         "registries",
@@ -45,6 +46,43 @@ pub mod fields {
     pub const LABEL_SELECTOR: &[&str] = &["matchLabels", "matchExpressions"];
     pub const SELECTOR_REQUIREMENT: &[&str] = &["key", "operator", "values"];
     pub const KINDS: &[&str] = &["Workspace", "Registry", "PullSecret", "PullGrant"];
+}
+
+/// How long a `fromCommand` may run unless its `timeout` says otherwise.
+pub const DEFAULT_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+/// The longest `timeout` a `fromCommand` may have.
+pub const MAX_COMMAND_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// A `fromCommand` timeout: a number and its unit (`ms`, `s`, `m`), between
+/// 1 s and [`MAX_COMMAND_TIMEOUT`].
+pub fn parse_command_timeout(text: &str) -> Result<std::time::Duration, String> {
+    use std::time::Duration;
+    let split = text
+        .find(|c: char| !c.is_ascii_digit())
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let Ok(number) = number.parse::<u64>() else {
+        return Err(format!(
+            "`timeout` must be a duration such as 30s or 2m, not `{text}`"
+        ));
+    };
+    let duration = match unit {
+        "ms" => Duration::from_millis(number),
+        "s" => Duration::from_secs(number),
+        "m" => Duration::from_secs(number.saturating_mul(60)),
+        "" => return Err(format!("`timeout` needs a unit: `{text}s`, for example")),
+        _ => {
+            return Err(format!(
+                "`timeout` has an unknown unit in `{text}` (use ms, s or m)"
+            ));
+        }
+    };
+    if duration < Duration::from_secs(1) || duration > MAX_COMMAND_TIMEOUT {
+        return Err(format!(
+            "`timeout` must be between 1s and 10m, not `{text}`"
+        ));
+    }
+    Ok(duration)
 }
 
 /// The default role of a `PullGrant`.
@@ -1071,12 +1109,28 @@ impl Cx {
                 RegistrySource::DockercfgFile(located)
             }
         } else {
+            // A password from a command may bring its username (JSON output):
+            // then `username` may be left out.
+            let password_from_command = spec.get("password").is_some_and(|node| {
+                matches!(&node.value, Value::Map(entries)
+                    if entries.iter().any(|(k, _)| matches!(&k.value, Value::String(s) if s == "fromCommand")))
+            });
             let server = self.required(&spec, "server", "Registry.spec");
-            let username = self.required(&spec, "username", "Registry.spec");
+            let username = if password_from_command {
+                spec.get("username")
+            } else {
+                self.required(&spec, "username", "Registry.spec")
+            };
             let password = self.required(&spec, "password", "Registry.spec");
             let server = server.and_then(|s| self.non_empty_string(s, "server"));
-            let username = username.and_then(|u| self.value_source(u, "username", dir, true));
             let password = password.and_then(|p| self.value_source(p, "password", dir, false));
+            let username = match username {
+                Some(u) => self.value_source(u, "username", dir, true),
+                // Left out: the `username` of the password command's output.
+                None => password
+                    .clone()
+                    .filter(|p| matches!(p.value, ValueSource::FromCommand(_))),
+            };
             let email = spec.get("email").and_then(|e| self.string(e, "email"));
             if let Some(Located {
                 value: ValueSource::Literal(user),
@@ -1139,22 +1193,53 @@ impl Cx {
             }
             Value::Map(_) => {
                 let fields = self.fields(node, fields::SECRET_SOURCE, what)?;
-                match (fields.get("fromEnv"), fields.get("fromFile")) {
-                    (Some(env), None) => {
-                        let var = self.non_empty_string(env, "fromEnv")?;
+                let present: Vec<&str> = fields::SECRET_SOURCE
+                    .iter()
+                    .copied()
+                    .filter(|k| fields.has(k))
+                    .collect();
+                match present.as_slice() {
+                    ["fromEnv"] => {
+                        let var = self.non_empty_string(fields.get("fromEnv")?, "fromEnv")?;
                         Some(self.located(ValueSource::FromEnv(var.value), node))
                     }
-                    (None, Some(file)) => {
-                        let path = self.non_empty_string(file, "fromFile")?;
+                    ["fromFile"] => {
+                        let path = self.non_empty_string(fields.get("fromFile")?, "fromFile")?;
                         Some(self.located(ValueSource::FromFile(dir.join(path.value)), node))
                     }
-                    (None, None) if fields.unknown > 0 => None,
-                    _ => {
+                    ["fromCommand"] if !literal_allowed => {
+                        let command = self.command_source(fields.get("fromCommand")?, dir)?;
+                        Some(self.located(ValueSource::FromCommand(Box::new(command)), node))
+                    }
+                    ["fromCommand"] => {
                         let problem = Problem::error(
                             "pullwarden::spec::value_source",
-                            format!("`{what}` needs exactly one of `fromEnv` and `fromFile`"),
+                            format!("`{what}` cannot come from `fromCommand`"),
                         )
-                        .at(&self.origin(node), "one of fromEnv / fromFile");
+                        .at(&self.origin(node), "only a password comes from a command")
+                        .help(format!(
+                            "leave `{what}` out and let the password's command print JSON: {{\"username\": ..., \"password\": ..., \"expiresAt\": ...}}"
+                        ));
+                        self.push(problem);
+                        None
+                    }
+                    [] if fields.unknown > 0 => None,
+                    _ => {
+                        let (message, label) = if literal_allowed {
+                            (
+                                format!("`{what}` needs exactly one of `fromEnv` and `fromFile`"),
+                                "one of fromEnv / fromFile",
+                            )
+                        } else {
+                            (
+                                format!(
+                                    "`{what}` needs exactly one of `fromEnv`, `fromFile` and `fromCommand`"
+                                ),
+                                "one of fromEnv / fromFile / fromCommand",
+                            )
+                        };
+                        let problem = Problem::error("pullwarden::spec::value_source", message)
+                            .at(&self.origin(node), label);
                         self.push(problem);
                         None
                     }
@@ -1164,9 +1249,63 @@ impl Cx {
                 let expected = if literal_allowed {
                     "a string, {fromEnv: VAR} or {fromFile: path}"
                 } else {
-                    "{fromEnv: VAR} or {fromFile: path}"
+                    "{fromEnv: VAR}, {fromFile: path} or {fromCommand: {command: [...]}}"
                 };
                 self.wrong_type(node, what, expected);
+                None
+            }
+        }
+    }
+
+    /// `fromCommand: {command: [program, args...], timeout: 30s}`.
+    fn command_source(&mut self, node: &Node, dir: &Path) -> Option<CommandSource> {
+        let fields = self.fields(node, fields::COMMAND_SOURCE, "fromCommand")?;
+        let command = self.required(&fields, "command", "fromCommand");
+        let mut argv = Vec::new();
+        let mut ok = command.is_some();
+        if let Some(command) = command {
+            for item in self.list_items(command, "command", true) {
+                match self.non_empty_string(item, "command") {
+                    Some(arg) if arg.value.contains('\0') => {
+                        let problem = Problem::error(
+                            "pullwarden::spec::invalid_value",
+                            "an argument of `command` contains a NUL character",
+                        )
+                        .at(&arg.origin, "NUL");
+                        self.push(problem);
+                        ok = false;
+                    }
+                    Some(arg) => argv.push(arg.value),
+                    None => ok = false,
+                }
+            }
+        }
+        let timeout = match fields.get("timeout") {
+            None => Some(DEFAULT_COMMAND_TIMEOUT),
+            Some(node) => self.command_timeout(node),
+        };
+        if !ok || argv.is_empty() {
+            return None;
+        }
+        Some(CommandSource {
+            argv,
+            timeout: timeout?,
+            dir: dir.to_path_buf(),
+        })
+    }
+
+    /// `30s`, `2m`, `500ms`: at least 1 s, at most 10 min.
+    fn command_timeout(&mut self, node: &Node) -> Option<std::time::Duration> {
+        let text = self.string(node, "timeout")?;
+        match parse_command_timeout(&text.value) {
+            Ok(duration) => Some(duration),
+            Err(message) => {
+                let problem = Problem::error("pullwarden::spec::invalid_value", message)
+                    .at(&text.origin, "not a timeout")
+                    .help(
+                        "write a duration with its unit between 1s and 10m, such as `30s` or `2m`",
+                    );
+                self.push(problem);
                 None
             }
         }

@@ -872,6 +872,7 @@ fn value_source(source: &crate::model::ValueSource, sensitive: bool) -> String {
         ValueSource::Literal(value) => value.clone(),
         ValueSource::FromEnv(var) => format!("fromEnv {var}"),
         ValueSource::FromFile(path) => format!("fromFile {path}", path = path.display()),
+        ValueSource::FromCommand(command) => format!("fromCommand {:?}", command.argv),
     }
 }
 
