@@ -145,6 +145,10 @@ pub struct AccessArgs {
     /// disagreement.
     #[arg(long, conflicts_with = "live")]
     pub verify: bool,
+    /// With a workspace that names clusters (`spec.clusters`): only this cluster (repeatable).
+    /// Default: every cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -177,9 +181,17 @@ pub struct DiffArgs {
 
 #[derive(Args, Debug)]
 pub struct SnapshotArgs {
-    /// Write to FILE instead of stdout.
+    /// A workspace file or directory naming clusters (`spec.clusters`): snapshot each of its
+    /// clusters into `--out DIR`, one `DIR/<cluster>.json` each (what `--live DIR` reads).
+    /// Without it, or for a workspace without clusters: the one cluster the kubeconfig flags name.
+    pub workspace: Option<PathBuf>,
+    /// Write to FILE instead of stdout (with a fleet: the directory to write into).
     #[arg(long, value_name = "FILE")]
     pub out: Option<PathBuf>,
+    /// With a workspace that names clusters (`spec.clusters`): only this cluster (repeatable).
+    /// Default: every cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -199,6 +211,10 @@ pub struct DriftArgs {
     /// Also write a JUnit XML report: one failed test case per drifted or pending object.
     #[arg(long, value_name = "FILE")]
     pub junit: Option<PathBuf>,
+    /// With a workspace that names clusters (`spec.clusters`): only this cluster (repeatable).
+    /// Default: every cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -221,6 +237,10 @@ pub struct ApplyArgs {
     /// How many changes run at once within a phase.
     #[arg(long, default_value_t = 8, value_parser = clap::value_parser!(u16).range(1..=64))]
     pub concurrency: u16,
+    /// With a workspace that names clusters (`spec.clusters`): only this cluster (repeatable).
+    /// Default: every cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }
@@ -275,12 +295,14 @@ pub enum LogFormat {
 }
 
 /// Where the live state comes from.
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Clone)]
 pub struct ClusterArgs {
     /// Path to a kubeconfig (default: `KUBECONFIG`, then ~/.kube/config, then in-cluster).
+    /// With a workspace that names clusters: the kubeconfig of every cluster that names none.
     #[arg(long, global = true)]
     pub kubeconfig: Option<PathBuf>,
-    /// The kubeconfig context to use (default: its current context).
+    /// The kubeconfig context to use (default: its current context). Refused with a workspace
+    /// that names clusters: each cluster names its own (`--cluster NAME` chooses clusters).
     #[arg(long, global = true)]
     pub context: Option<String>,
     /// The longest one request to the API server may take, credential plugin
@@ -335,6 +357,10 @@ pub struct PlanArgs {
     /// Exit 0 when there are no changes, 2 when there are, 1 on error (as Terraform).
     #[arg(long)]
     pub detailed_exitcode: bool,
+    /// With a workspace that names clusters (`spec.clusters`): only this cluster (repeatable).
+    /// Default: every cluster.
+    #[arg(long = "cluster", value_name = "NAME")]
+    pub clusters: Vec<String>,
     #[command(flatten)]
     pub cluster: ClusterArgs,
 }

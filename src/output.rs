@@ -19,6 +19,18 @@ pub struct Output {
     choice: ColorChoice,
     quiet: bool,
     verbose: u8,
+    /// Set for one cluster of a fleet ([`Output::for_cluster`]).
+    cluster: Option<ClusterScope>,
+}
+
+/// One cluster's share of a fleet command: its lines for people go to stderr
+/// at once, each prefixed `[NAME] ` (clusters run concurrently, so their lines
+/// interleave), and its problems are kept, for the cluster's section of the
+/// report when it fails. A cluster's work prints no data: it returns it, and
+/// the command prints every cluster's grouped, in the workspace's order.
+struct ClusterScope {
+    name: String,
+    messages: std::sync::Mutex<Vec<String>>,
 }
 
 impl Output {
@@ -36,7 +48,67 @@ impl Output {
             choice,
             quiet,
             verbose,
+            cluster: None,
         }
+    }
+
+    /// The output of one cluster of a fleet, named `name` (see [`ClusterScope`]).
+    pub fn for_cluster(&self, name: &str) -> Output {
+        Output {
+            color: self.color,
+            choice: self.choice,
+            quiet: self.quiet,
+            verbose: self.verbose,
+            cluster: Some(ClusterScope {
+                name: name.to_owned(),
+                messages: std::sync::Mutex::default(),
+            }),
+        }
+    }
+
+    /// The problems and status lines a cluster's output printed, one each,
+    /// without colour or prefix.
+    pub fn messages(&self) -> Vec<String> {
+        self.cluster.as_ref().map_or_else(Vec::new, |scope| {
+            scope
+                .messages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone()
+        })
+    }
+
+    fn keep(&self, message: String) {
+        if let Some(scope) = &self.cluster {
+            scope
+                .messages
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .push(message);
+        }
+    }
+
+    /// Text for people on stderr, each line prefixed with the cluster's name.
+    fn to_stderr(&self, text: &str) {
+        match &self.cluster {
+            None => to_stderr(text),
+            Some(scope) => {
+                let mut prefixed = String::with_capacity(text.len() + 16);
+                for line in text.lines() {
+                    prefixed.push('[');
+                    prefixed.push_str(&scope.name);
+                    prefixed.push_str("] ");
+                    prefixed.push_str(line);
+                    prefixed.push('\n');
+                }
+                to_stderr(&prefixed);
+            }
+        }
+    }
+
+    /// Whether this is the output of one cluster of a fleet.
+    pub fn is_cluster(&self) -> bool {
+        self.cluster.is_some()
     }
 
     pub fn quiet(&self) -> bool {
@@ -69,20 +141,29 @@ impl Output {
         if handler.render_report(&mut text, report.as_ref()).is_err() {
             text = format!("{report}");
         }
-        to_stderr(&format!("{text}\n"));
+        if self.cluster.is_some() {
+            let chain: Vec<String> = report.chain().map(ToString::to_string).collect();
+            let mut message = chain.join(": ");
+            if let Some(help) = report.help() {
+                message = format!("{message} ({help})");
+            }
+            self.keep(message);
+        }
+        self.to_stderr(&format!("{text}\n"));
     }
 
     /// A detail for `-v`, on stderr.
     pub fn info(&self, line: &str) {
         if self.verbose > 0 && !self.quiet {
-            to_stderr(&format!("pullwarden: {line}\n"));
+            self.to_stderr(&format!("pullwarden: {line}\n"));
         }
     }
 
     /// A one-line status for people, on stderr (suppressed by `-q`).
     pub fn status(&self, line: &str) {
+        self.keep(line.to_owned());
         if !self.quiet {
-            to_stderr(&format!("{line}\n"));
+            self.to_stderr(&format!("{line}\n"));
         }
     }
 
@@ -101,14 +182,16 @@ impl Output {
     }
 
     /// One finished change of a long apply, on a terminal only (overwritten in place).
+    /// Not for a cluster of a fleet: clusters run at once, so one line cannot
+    /// be overwritten in place.
     pub fn progress(&self, done: usize, total: usize, what: &str) {
-        if !self.quiet && std::io::stderr().is_terminal() {
+        if self.cluster.is_none() && !self.quiet && std::io::stderr().is_terminal() {
             to_stderr(&format!("\r\x1b[2K[{done}/{total}] {what}"));
         }
     }
 
     pub fn progress_done(&self) {
-        if !self.quiet && std::io::stderr().is_terminal() {
+        if self.cluster.is_none() && !self.quiet && std::io::stderr().is_terminal() {
             to_stderr("\r\x1b[2K");
         }
     }
@@ -121,11 +204,10 @@ impl Output {
     }
 
     /// Data on stdout, as pretty JSON.
-    #[allow(clippy::unused_self)] // a method, so that all output goes through `Output`
     pub fn json<T: Serialize>(&self, value: &T) {
         match serde_json::to_string_pretty(value) {
             Ok(text) => self.data(&(text + "\n")),
-            Err(e) => to_stderr(&format!(
+            Err(e) => self.to_stderr(&format!(
                 "pullwarden: cannot encode the output as JSON: {e}\n"
             )),
         }

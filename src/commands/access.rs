@@ -145,28 +145,84 @@ fn parse_filter(args: &AccessArgs, out: &Output) -> Result<AccessFilter, Failed>
 fn access_inner(args: &AccessArgs, out: &Output) -> Result<ExitCode, Failed> {
     let filter = parse_filter(args, out)?;
     let (ws, _registries) = load_resolved(&args.path, out)?;
+    let targets = super::fleet::targets(
+        &ws,
+        &args.clusters,
+        &args.cluster,
+        args.live.as_deref(),
+        out,
+    )?;
     let rt = runtime(out)?;
-    let named = named_namespaces(&ws);
-    let options = read_options(&args.cluster);
+    if let Some(targets) = targets {
+        return Ok(access_fleet(args, &ws.name, &rt, &targets, &filter, out));
+    }
+    let found = access_one(&rt, &ws, args.live.as_deref(), &args.cluster, &filter, out)?;
+    match args.format {
+        PlanFormat::Json => out.data(
+            &(serde_json::to_string_pretty(&AccessReport {
+                format_version: access::ACCESS_FORMAT_VERSION,
+                pulls: &found.pulls,
+            })
+            .expect("the access report serializes")
+                + "\n"),
+        ),
+        PlanFormat::Text => out.data(&text(&ws.name, &found.pulls, args.explain, &found.notes)),
+        PlanFormat::Markdown => out.data(&markdown(
+            &ws.name,
+            &found.pulls,
+            args.explain,
+            &found.notes,
+        )),
+    }
+    if args.verify {
+        let client = found.client.expect("--verify conflicts with --live");
+        let disagreements = verify(&rt, &client, &args.cluster, &found.pulls, out)?;
+        if disagreements > 0 {
+            return Ok(ExitCode::from(1));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Who may pull what on one cluster.
+struct Found {
+    pulls: Vec<Pull>,
+    notes: Vec<String>,
+    /// The cluster's client (not for a snapshot), for `--verify`.
+    client: Option<kube::Client>,
+    /// With `--verify` in a fleet: how many lines the API server disagreed with.
+    disagreements: usize,
+}
+
+fn access_one(
+    rt: &tokio::runtime::Runtime,
+    ws: &pullwarden_core::model::Workspace,
+    live: Option<&std::path::Path>,
+    cluster: &ClusterArgs,
+    filter: &AccessFilter,
+    out: &Output,
+) -> Result<Found, Failed> {
+    let named = named_namespaces(ws);
+    let options = read_options(cluster);
     let started = std::time::Instant::now();
     // No workspace handed to the read: every docker-config Secret's data is
     // kept (registries are read from Secrets pullwarden does not manage too).
-    let (live, read, client) = if let Some(path) = &args.live {
-        let live = read_live_for(&rt, LiveSource::Snapshot(path), &named, None, &options, out)?;
+    let (live, read, client) = if let Some(path) = live {
+        let live = read_live_for(rt, LiveSource::Snapshot(path), &named, None, &options, out)?;
         let read = snapshot_policy(&live);
         (live, read, None)
     } else {
-        let client = connect(&rt, &args.cluster, out)?;
-        let task = start_policy_read(&rt, &client, &args.cluster);
+        let client = connect(rt, cluster, out)?;
+        let task = start_policy_read(rt, &client, cluster);
         let live = read_live_for(
-            &rt,
+            rt,
             LiveSource::Cluster(&client),
             &named,
             None,
             &options,
             out,
         )?;
-        let read = finish_policy_read(&rt, task, out)?;
+        let read = finish_policy_read(rt, task, out)?;
         (live, read, Some(client))
     };
     let policy = match read.policy {
@@ -176,7 +232,7 @@ fn access_inner(args: &AccessArgs, out: &Output) -> Result<ExitCode, Failed> {
             return Err(Failed);
         }
     };
-    let mut scope = Scope::of_workspace(&ws, &live);
+    let mut scope = Scope::of_workspace(ws, &live);
     scope.subjects.retain(|s| filter.keeps_subject(s));
     let secrets = PullSecretState::from_live(&live);
     let mut pulls = access::current_access(&policy, &secrets, &scope);
@@ -190,23 +246,119 @@ fn access_inner(args: &AccessArgs, out: &Output) -> Result<ExitCode, Failed> {
     ));
     let mut notes = read.notes;
     notes.push(access::REGISTRY_NOTE.to_owned());
-    match args.format {
-        PlanFormat::Json => out.data(
-            &(serde_json::to_string_pretty(&AccessReport {
-                format_version: access::ACCESS_FORMAT_VERSION,
-                pulls: &pulls,
-            })
+    Ok(Found {
+        pulls,
+        notes,
+        client,
+        disagreements: 0,
+    })
+}
+
+/// `access` over a fleet: each cluster's access read and evaluated on the
+/// workspace it gets (with `--verify`, checked there), printed a section per
+/// cluster; exit 1 when any cluster failed or disagreed.
+const NOTHING_EVALUATED: &str = "Access on this cluster could not be evaluated.";
+
+fn access_fleet(
+    args: &AccessArgs,
+    workspace: &str,
+    rt: &tokio::runtime::Runtime,
+    targets: &[super::fleet::Target],
+    filter: &AccessFilter,
+    out: &Output,
+) -> ExitCode {
+    use super::fleet::{self, Outcome};
+    use std::fmt::Write as _;
+
+    let runs = fleet::run_each(targets, out, |target, out| {
+        let live = fleet::live_of(target, out)?;
+        let mut found = access_one(rt, &target.ws, live, &target.cluster, filter, out)?;
+        if args.verify
+            && let Some(client) = &found.client
+        {
+            found.disagreements = verify(rt, client, &target.cluster, &found.pulls, out)?;
+        }
+        Ok(found)
+    });
+    let document = match args.format {
+        PlanFormat::Json => {
+            let clusters: Vec<serde_json::Value> = runs
+                .iter()
+                .map(|run| match &run.result {
+                    Ok(found) => serde_json::json!({
+                        "name": run.name,
+                        "status": "evaluated",
+                        "pulls": found.pulls,
+                    }),
+                    Err(Failed) => serde_json::json!({
+                        "name": run.name,
+                        "status": "error",
+                        "errors": fleet::error_lines(&run.messages),
+                    }),
+                })
+                .collect();
+            serde_json::to_string_pretty(&serde_json::json!({
+                "format_version": access::ACCESS_FORMAT_VERSION,
+                "workspace": workspace,
+                "clusters": clusters,
+            }))
             .expect("the access report serializes")
-                + "\n"),
-        ),
-        PlanFormat::Text => out.data(&text(&ws.name, &pulls, args.explain, &notes)),
-        PlanFormat::Markdown => out.data(&markdown(&ws.name, &pulls, args.explain, &notes)),
-    }
-    if args.verify {
-        let client = client.expect("--verify conflicts with --live");
-        return verify(&rt, &client, &args.cluster, &pulls, out);
-    }
-    Ok(ExitCode::SUCCESS)
+                + "\n"
+        }
+        PlanFormat::Text => {
+            let mut document = String::new();
+            for run in &runs {
+                document.push_str(&fleet::text_heading(&run.name));
+                match &run.result {
+                    Ok(found) => document.push_str(&text(
+                        workspace,
+                        &found.pulls,
+                        args.explain,
+                        &found.notes,
+                    )),
+                    Err(Failed) => {
+                        document.push_str(&fleet::text_failure(&run.messages, NOTHING_EVALUATED));
+                    }
+                }
+                document.push('\n');
+            }
+            document
+        }
+        PlanFormat::Markdown => {
+            let mut document = format!(
+                "### pullwarden access: workspace `{}`, {}\n",
+                pullwarden_core::escape::markdown(&render::safe(workspace)),
+                fleet::clusters(runs.len())
+            );
+            for run in &runs {
+                let heading = format!(
+                    "#### cluster `{}`",
+                    pullwarden_core::escape::markdown(&render::safe(&run.name))
+                );
+                document.push('\n');
+                match &run.result {
+                    Ok(found) => document.push_str(&fleet::replace_first_line(
+                        &markdown(workspace, &found.pulls, args.explain, &found.notes),
+                        &heading,
+                    )),
+                    Err(Failed) => {
+                        let _ = write!(
+                            document,
+                            "{heading}\n\n{}",
+                            fleet::markdown_failure(&run.messages, NOTHING_EVALUATED)
+                        );
+                    }
+                }
+            }
+            document
+        }
+    };
+    out.data(&document);
+    let outcomes = runs.iter().map(|run| match &run.result {
+        Ok(found) if found.disagreements == 0 => Outcome::Clean,
+        _ => Outcome::Error,
+    });
+    fleet::exit_code(outcomes, false)
 }
 
 /// Lines grouped by subject: `  project project-b  (via RoleBinding …)`.
@@ -290,7 +442,7 @@ fn verify(
     cluster: &ClusterArgs,
     pulls: &[Pull],
     out: &Output,
-) -> Result<ExitCode, Failed> {
+) -> Result<usize, Failed> {
     let policy = super::retry_policy(cluster);
     let checks: Vec<(&Pull, &str, &str)> = pulls
         .iter()
@@ -340,11 +492,7 @@ fn verify(
         started.elapsed(),
         if disagreements == 1 { "" } else { "s" }
     ));
-    Ok(if disagreements == 0 {
-        ExitCode::SUCCESS
-    } else {
-        ExitCode::from(1)
-    })
+    Ok(disagreements)
 }
 
 /// One SubjectAccessReview: may `ns/name` (with its groups) `get

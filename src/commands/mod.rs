@@ -7,6 +7,7 @@ pub mod can_pull;
 pub mod check_registries;
 pub mod diff;
 mod drift;
+pub mod fleet;
 mod import;
 mod plan;
 mod run;
@@ -100,6 +101,31 @@ pub fn load_resolved(
         Some(ws) => Ok((ws, registries)),
         None => Err(Failed),
     }
+}
+
+/// Loads a workspace without resolving its credentials (for commands that
+/// write no Secret, such as `snapshot`), printing every problem.
+pub fn load_unresolved(
+    path: &Path,
+    out: &Output,
+) -> Result<pullwarden_core::model::Workspace, Failed> {
+    let mut loaded = pullwarden_spec::load(path, &ProcessEnvironment);
+    loaded
+        .problems
+        .retain(|p| p.code != pullwarden_spec::diag::codes::CREDENTIAL_FILE_ABSENT);
+    for problem in &loaded.problems {
+        if problem.is_error() || !out.quiet() {
+            out.report(&problem.to_report(&loaded.sources));
+        }
+    }
+    if loaded.has_errors() {
+        out.status(&format!(
+            "{}: the workspace has errors; nothing was read",
+            path.display()
+        ));
+        return Err(Failed);
+    }
+    loaded.workspace.ok_or(Failed)
 }
 
 /// The async runtime of one command (two workers: the work is I/O).

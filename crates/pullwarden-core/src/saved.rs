@@ -123,6 +123,41 @@ pub fn accept(
 
 pub const SAVED_PLAN_KIND: &str = "pullwarden saved plan";
 
+/// What a saved plan of a fleet (a workspace naming clusters) says it is.
+pub const SAVED_FLEET_PLAN_KIND: &str = "pullwarden saved fleet plan";
+
+/// A saved plan of a fleet: one [`SavedPlan`] per cluster that was planned,
+/// each with its own cluster identity, and the clusters that could not be
+/// planned (`apply --plan` applies nothing there and fails).
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedFleetPlan {
+    pub kind: String,
+    /// The workspace's name.
+    pub workspace: String,
+    /// In the workspace's order.
+    pub clusters: Vec<SavedClusterPlan>,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub unplanned: Vec<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SavedClusterPlan {
+    /// The cluster's name in `spec.clusters`.
+    pub name: String,
+    pub saved: SavedPlan,
+}
+
+impl SavedFleetPlan {
+    /// Whether a file read from disk is a fleet plan this version can apply:
+    /// its kind, and every cluster's plan.
+    pub fn check_kind(&self) -> Result<(), Refusal> {
+        if self.kind != SAVED_FLEET_PLAN_KIND {
+            return Err(Refusal::NotThisVersion);
+        }
+        self.clusters.iter().try_for_each(|c| check_kind(&c.saved))
+    }
+}
+
 /// Builds the saved form of a plan made for `cluster`. Each distinct content
 /// is digested once.
 pub fn save(

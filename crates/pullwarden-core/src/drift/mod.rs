@@ -24,7 +24,9 @@ use crate::plan::{Action, Change, Detail, Finding, FindingCode, ObjectKind, Plan
 
 mod render;
 
-pub use render::{github_annotations, junit, markdown, text};
+pub use render::{
+    github_annotations, github_annotations_for_cluster, junit, junit_fleet, markdown, text,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "lowercase")]

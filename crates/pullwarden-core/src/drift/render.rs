@@ -107,12 +107,52 @@ pub fn markdown(report: &DriftReport) -> String {
 
 /// JUnit XML: one failed test case per drifted or pending object, so any CI shows them.
 pub fn junit(report: &DriftReport) -> String {
+    let (suite, tests, failures) = junit_suite(&format!("workspace {}", report.workspace), report);
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pullwarden drift\" tests=\"{tests}\" failures=\"{failures}\">\n{suite}</testsuites>\n"
+    )
+}
+
+/// JUnit XML of a fleet: a test suite per cluster (`cluster NAME`); a cluster
+/// that could not be compared is one failed test case saying why.
+pub fn junit_fleet(reports: &[(&str, Result<&DriftReport, String>)]) -> String {
+    use std::fmt::Write as _;
+    let mut suites = String::new();
+    let (mut all_tests, mut all_failures) = (0, 0);
+    for (name, report) in reports {
+        let suite_name = format!("cluster {name}");
+        let (suite, tests, failures) = match report {
+            Ok(report) => junit_suite(&suite_name, report),
+            Err(reason) => (
+                format!(
+                    "  <testsuite name=\"{}\" tests=\"1\" failures=\"1\">\n    <testcase classname=\"cluster\" name=\"compared\"><failure type=\"error\" message=\"{}\"/></testcase>\n  </testsuite>\n",
+                    xml(&suite_name),
+                    xml(reason)
+                ),
+                1,
+                1,
+            ),
+        };
+        suites.push_str(&suite);
+        all_tests += tests;
+        all_failures += failures;
+    }
+    let mut out = String::new();
+    let _ = write!(
+        out,
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pullwarden drift\" tests=\"{all_tests}\" failures=\"{all_failures}\">\n{suites}</testsuites>\n"
+    );
+    out
+}
+
+/// One `<testsuite>` and its numbers of tests and failures.
+fn junit_suite(name: &str, report: &DriftReport) -> (String, usize, usize) {
     use std::fmt::Write as _;
     let failures = report.items.len() + report.missing.len() + report.errors.len();
     let tests = failures.max(1);
     let mut out = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<testsuites name=\"pullwarden drift\" tests=\"{tests}\" failures=\"{failures}\">\n  <testsuite name=\"workspace {}\" tests=\"{tests}\" failures=\"{failures}\">\n",
-        xml(&report.workspace)
+        "  <testsuite name=\"{}\" tests=\"{tests}\" failures=\"{failures}\">\n",
+        xml(name)
     );
     for item in &report.items {
         let _ = writeln!(
@@ -137,8 +177,8 @@ pub fn junit(report: &DriftReport) -> String {
     if failures == 0 {
         out.push_str("    <testcase classname=\"cluster\" name=\"in sync\"/>\n");
     }
-    out.push_str("  </testsuite>\n</testsuites>\n");
-    out
+    out.push_str("  </testsuite>\n");
+    (out, tests, failures)
 }
 
 pub(super) fn xml(text: &str) -> String {
@@ -147,6 +187,18 @@ pub(super) fn xml(text: &str) -> String {
 
 /// GitHub Actions workflow commands: one annotation per item.
 pub fn github_annotations(report: &DriftReport) -> String {
+    annotations(report, "")
+}
+
+/// [`github_annotations`] of one cluster of a fleet: its name in every title.
+pub fn github_annotations_for_cluster(report: &DriftReport, cluster: &str) -> String {
+    annotations(
+        report,
+        &format!(" (cluster {})", escape::workflow_property(cluster)),
+    )
+}
+
+fn annotations(report: &DriftReport, suffix: &str) -> String {
     use std::fmt::Write as _;
     let mut out = String::new();
     for item in &report.items {
@@ -157,7 +209,7 @@ pub fn github_annotations(report: &DriftReport) -> String {
         };
         let _ = writeln!(
             out,
-            "::{level} title=pullwarden {:?}::{} {}/{}: {}",
+            "::{level} title=pullwarden {:?}{suffix}::{} {}/{}: {}",
             item.class,
             kind_name(item.kind),
             gh_escape(&item.namespace),
@@ -166,7 +218,11 @@ pub fn github_annotations(report: &DriftReport) -> String {
         );
     }
     for f in report.missing.iter().chain(&report.errors) {
-        let _ = writeln!(out, "::error title=pullwarden::{}", gh_escape(&f.message));
+        let _ = writeln!(
+            out,
+            "::error title=pullwarden{suffix}::{}",
+            gh_escape(&f.message)
+        );
     }
     out
 }
