@@ -20,6 +20,7 @@
 pub mod audit;
 mod controlplane;
 pub mod faults;
+mod fleet;
 mod openshift;
 mod pki;
 pub mod registry;
@@ -39,6 +40,7 @@ use kube::{Client, Config};
 pub use audit::{AuditEvent, AuditLog};
 pub use controlplane::{ControlPlane, Options, Server, process_is_running};
 pub use faults::{FaultKind, FaultProxy, Rule, Schedule};
+pub use fleet::Fleet;
 pub use openshift::{
     IMAGE_BUILDER_ROLE, IMAGE_PULLER_ROLE, IMAGE_PUSHER_ROLE, OPENSHIFT_SA_CONTROLLER_MANAGER,
     OpenShiftSaController, PULL_SECRET_REF_ANNOTATION, RunningSaController, SECRET_SA_ANNOTATION,
