@@ -39,13 +39,19 @@ pub struct Target {
 }
 
 /// The clusters a workspace names, as (name, context, kubeconfig).
-fn declared(_ws: &Workspace) -> Vec<(String, String, Option<PathBuf>)> {
-    Vec::new() // MODEL-PENDING
+fn declared(ws: &Workspace) -> Vec<(String, String, Option<PathBuf>)> {
+    ws.clusters
+        .iter()
+        .map(|c| (c.name.clone(), c.context.clone(), c.kubeconfig.clone()))
+        .collect()
 }
 
 /// The workspace the cluster named `name` gets.
-fn workspace_for(ws: &Workspace, _name: &str) -> Workspace {
-    ws.clone() // MODEL-PENDING
+fn workspace_for(ws: &Workspace, name: &str) -> Workspace {
+    match ws.clusters.iter().find(|c| c.name == name) {
+        Some(cluster) => ws.for_cluster(cluster),
+        None => ws.clone(),
+    }
 }
 
 /// The names of the clusters a workspace declares, in its order.

@@ -144,7 +144,11 @@ where
     let handles: Vec<_> = futures.map(tokio::spawn).collect();
     let mut results = Vec::with_capacity(handles.len());
     for handle in handles {
-        results.push(handle.await.expect("a control plane start-up task panicked"));
+        results.push(
+            handle
+                .await
+                .expect("a control plane start-up task panicked"),
+        );
     }
     results
 }
