@@ -266,8 +266,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
     let mut backoff = backoff::Backoff::default();
     let mut wake: Option<Instant> = None;
     let mut next: Option<Trigger> = Some(Trigger::Start);
-    // Whether the last reconcile converged: only then may the next one be scoped.
-    let mut converged = false;
+    // What the next reconcile must re-plan besides what events touch.
+    let mut carry = scoped::Carry::Everything;
     let mut resync =
         tokio::time::interval_at(tokio::time::Instant::now() + config.resync, config.resync);
     resync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -314,13 +314,15 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             reload |= t == Trigger::Workspace;
             note(&t, &mut touched);
         }
-        let scope = if converged {
-            let view = namespaces
-                .lock()
-                .unwrap_or_else(std::sync::PoisonError::into_inner);
-            scoped::namespaces(&current.workspace, &view, &touched)
-        } else {
-            None
+        let scope = match &carry {
+            scoped::Carry::Everything => None,
+            scoped::Carry::Namespaces(again) => {
+                touched.namespaces.extend(again.iter().cloned());
+                let view = namespaces
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner);
+                scoped::namespaces(&current.workspace, &view, &touched)
+            }
         };
         if reload {
             match workspace::load(&config.path) {
@@ -366,8 +368,18 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             Reconciled::Done(ok, next_wake) => {
                 metrics.reconciled(ok);
                 metrics.reconciled_scope(scope.is_some());
-                converged = ok;
+                carry = if ok {
+                    scoped::Carry::Namespaces(std::collections::BTreeSet::new())
+                } else {
+                    scoped::Carry::Everything
+                };
                 wake = next_wake;
+            }
+            Reconciled::Refused(errors) => {
+                metrics.reconciled(false);
+                metrics.reconciled_scope(scope.is_some());
+                carry = scoped::Carry::after_errors(scope.as_ref(), errors);
+                wake = None;
             }
         }
         if *stop.borrow() {
@@ -385,6 +397,9 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
 enum Reconciled {
     /// Whether it converged, and when a held-back change may be written.
     Done(bool, Option<Instant>),
+    /// The plan had errors (nothing was applied): the namespaces they name
+    /// (`None` when one names none).
+    Refused(Option<std::collections::BTreeSet<String>>),
     Stopped,
 }
 
@@ -491,11 +506,17 @@ async fn reconcile(
             )
             .field("code", &finding.code.as_str()));
         }
-        log(Log::new(
-            Level::Error,
-            "the plan has errors; nothing was applied",
-        ));
-        return Reconciled::Done(false, None);
+        log(
+            Log::new(Level::Error, "the plan has errors; nothing was applied")
+                .field("trigger", &trigger.as_str())
+                .field("scope", &scope_field),
+        );
+        return Reconciled::Refused(
+            plan.errors
+                .iter()
+                .map(|f| f.namespace.clone())
+                .collect::<Option<_>>(),
+        );
     }
     // Changes to objects another writer keeps undoing wait their turn.
     let now = Instant::now();

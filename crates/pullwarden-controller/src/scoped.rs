@@ -24,9 +24,15 @@
 //! listed, failing, re-listing), when a watch re-listed (events may have been
 //! lost), when more than [`MAX_NAMESPACES`] namespaces would be read, when
 //! anything else triggered (start, resync, workspace change, backoff wake-up,
-//! leadership), and after a reconcile that did not converge (a plan with
-//! errors anywhere, a failed write, held-back changes): the planner's "a plan
-//! with errors applies nothing" rule stays the full plan's.
+//! leadership), and after a reconcile that did not converge (a failed read or
+//! write, held-back changes, a plan error that names no namespace).
+//!
+//! The planner's "a plan with errors applies nothing" rule stays the full
+//! plan's ([`Carry`]): after a plan with errors, the namespaces they name are
+//! re-planned with whatever events touch next, until a plan of them is clean;
+//! a namespace no event touched since a clean plan has no new error (its
+//! objects and labels are as they were, and what it wants depends only on
+//! them, or on the namespaces re-planned with it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -62,6 +68,32 @@ impl Touched {
                 self.namespaces.insert(ns.clone());
             }
             Touch::Everything => self.everything = true,
+        }
+    }
+}
+
+/// What the next reconcile re-plans besides what events touch.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Carry {
+    /// A full reconcile.
+    Everything,
+    /// These namespaces too (none: only what events touch).
+    Namespaces(BTreeSet<String>),
+}
+
+impl Carry {
+    /// After a plan with errors over `scope` (`None`: every namespace) whose
+    /// errors name `errors` (`None`: one names no namespace).
+    pub(crate) fn after_errors(
+        scope: Option<&BTreeSet<String>>,
+        errors: Option<BTreeSet<String>>,
+    ) -> Carry {
+        match errors {
+            // A scoped plan's errors lie in its namespaces; anything else: full.
+            Some(errors) if scope.is_none_or(|set| errors.is_subset(set)) => {
+                Carry::Namespaces(errors)
+            }
+            _ => Carry::Everything,
         }
     }
 }
@@ -446,5 +478,28 @@ spec:
         assert!(namespaces(&loaded.workspace, &view, &many).is_none());
         view.ready = false;
         assert!(namespaces(&loaded.workspace, &view, &one).is_none());
+    }
+
+    /// After a plan with errors, their namespaces are planned again with the
+    /// next events; an error naming no namespace, or outside a scoped plan's
+    /// namespaces, makes the next reconcile a full one.
+    #[test]
+    fn errors_are_carried_to_the_next_reconcile() {
+        let set = |names: &[&str]| -> BTreeSet<String> {
+            names.iter().map(|n| (*n).to_owned()).collect()
+        };
+        assert_eq!(
+            Carry::after_errors(None, Some(set(&["a"]))),
+            Carry::Namespaces(set(&["a"]))
+        );
+        assert_eq!(
+            Carry::after_errors(Some(&set(&["a", "b"])), Some(set(&["b"]))),
+            Carry::Namespaces(set(&["b"]))
+        );
+        assert_eq!(
+            Carry::after_errors(Some(&set(&["a"])), Some(set(&["c"]))),
+            Carry::Everything
+        );
+        assert_eq!(Carry::after_errors(None, None), Carry::Everything);
     }
 }
