@@ -1,7 +1,7 @@
 //! Fleets without a cluster: examples/fleet planned and drift-checked
 //! against its committed per-cluster snapshots (examples/live/fleet/), the
 //! way the CI examples run it. The same behaviour against real control
-//! planes is in fleet_cluster.rs.
+//! planes is in `fleet_cluster.rs`.
 
 use std::process::Command;
 
