@@ -655,8 +655,40 @@ async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
         running.log()
     );
 
-    // A hostile writer strips pullwarden's entry whenever it sees it, for 20 s.
+    // The ServiceAccount was created bare: the API server tracks no Update of
+    // an object without managedFields, so pullwarden's link write carried
+    // its own entry, and from then on every writer is recorded.
     let accounts = Api::<ServiceAccount>::namespaced(env.admin(), &ns);
+    let managers = |sa: &ServiceAccount| -> Vec<String> {
+        sa.metadata
+            .managed_fields
+            .iter()
+            .flatten()
+            .filter_map(|m| m.manager.clone())
+            .collect()
+    };
+    let linked = accounts.get("default").await.expect("get");
+    assert_eq!(managers(&linked), ["pullwarden"], "{:?}", linked.metadata);
+    // A team adds its own entry (and owns the list for a moment).
+    accounts
+        .patch(
+            "default",
+            &PatchParams {
+                field_manager: Some("team-admin".to_owned()),
+                ..PatchParams::default()
+            },
+            &Patch::Merge(serde_json::json!({
+                "imagePullSecrets": [{"name": "quay-pull"}, {"name": "team-registry"}]
+            })),
+        )
+        .await
+        .expect("add the team's entry");
+
+    // A hostile writer strips pullwarden's entry whenever it sees it, for 20 s.
+    let stripper = PostParams {
+        field_manager: Some("pull-secret-stripper".to_owned()),
+        ..PostParams::default()
+    };
     let started = Instant::now();
     let mut strips = 0u32;
     while started.elapsed() < Duration::from_secs(20) {
@@ -666,10 +698,7 @@ async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
             list.retain(|r| r.name != "quay-pull");
         }
         if sa.image_pull_secrets.as_ref().map_or(0, Vec::len) != before
-            && accounts
-                .replace("default", &PostParams::default(), &sa)
-                .await
-                .is_ok()
+            && accounts.replace("default", &stripper, &sa).await.is_ok()
         {
             strips += 1;
         }
@@ -705,29 +734,19 @@ async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
         .lines()
         .find(|l| l.contains("backing off"))
         .unwrap_or_else(|| panic!("no backoff warning:\n{log}"));
-    // The other writer, as far as `managedFields` tell.
+    // It names the writer that owns the undone field (`imagePullSecrets`):
+    // the stripper, not the team that wrote the list before it.
     let writer = warning
         .split("writer=")
         .nth(1)
         .and_then(|w| w.split_whitespace().next())
         .unwrap_or_else(|| panic!("no writer in: {warning}"));
-    let managers: Vec<String> = accounts
-        .get("default")
-        .await
-        .expect("get")
-        .metadata
-        .managed_fields
-        .unwrap_or_default()
-        .into_iter()
-        .map(|m| format!("{:?}/{:?}", m.manager, m.operation))
-        .collect();
-    // Named from `managedFields` when the server reports a manager other than
-    // pullwarden; a writer that only removes entries owns no field, and this
-    // control plane returned none here, so only the shape is checked.
-    assert!(!writer.is_empty() && writer != "pullwarden", "{warning}");
+    let now = accounts.get("default").await.expect("get");
     eprintln!(
-        "pullwarden run: backoff warning names writer={writer} (managedFields: {managers:?})"
+        "pullwarden run: backoff warning names writer={writer} (managedFields: {:?})",
+        managers(&now)
     );
+    assert_eq!(writer, "pull-secret-stripper", "{warning}");
     // And a Warning Event on the ServiceAccount says so.
     let events = Api::<k8s_openapi::api::core::v1::Event>::namespaced(env.admin(), &ns)
         .list(&kube::api::ListParams::default())
@@ -749,7 +768,7 @@ async fn cluster_run_backs_off_from_a_writer_that_keeps_undoing_its_link() {
             .message
             .as_deref()
             .unwrap_or_default()
-            .contains(writer),
+            .contains("another writer (pull-secret-stripper) keeps undoing"),
         "{:?}",
         event.message
     );

@@ -537,7 +537,8 @@ async fn reconcile(
                 metrics.held_back(kind_str(change.kind));
                 if first {
                     let meta = events::live_meta(&live, &change);
-                    let writer = events::other_writer(meta).unwrap_or("unknown");
+                    let writer = events::other_writer(client, &change).await;
+                    let writer = writer.as_deref().unwrap_or("unknown");
                     let title = pullwarden_core::render::change_title(&change);
                     log(Log::new(
                         Level::Warn,

@@ -22,7 +22,7 @@ use futures::StreamExt as _;
 use k8s_openapi::ByteString;
 use k8s_openapi::api::core::v1::{LocalObjectReference, ObjectReference, Secret, ServiceAccount};
 use k8s_openapi::api::rbac::v1::{RoleBinding, RoleRef, Subject};
-use k8s_openapi::apimachinery::pkg::apis::meta::v1::ObjectMeta;
+use k8s_openapi::apimachinery::pkg::apis::meta::v1::{FieldsV1, ManagedFieldsEntry, ObjectMeta};
 use kube::api::{Api, DeleteParams, Patch, PatchParams, PostParams, Preconditions};
 use kube::{Client, Resource};
 
@@ -241,6 +241,39 @@ fn describe(error: &kube::Error) -> String {
         }
         _ => "the request failed before reaching the API server".to_string(),
     }
+}
+
+/// A `managedFields` entry for pullwarden, sent with a link write to a
+/// ServiceAccount that has none (`None` when the write leaves nothing of
+/// pullwarden's to own).
+///
+/// The API server tracks no Update of an object whose `managedFields` are
+/// empty: apimachinery's `managedfields/internal/skipnonapplied.go` ("If the
+/// operation is update, skip tracking managed fields, since we already know
+/// managed fields is empty"). A ServiceAccount created without fields (the
+/// `default` one kube-controller-manager creates, for one) has none, so
+/// without this no writer of it would ever be recorded and the one that keeps
+/// undoing a link could not be named. A request that carries `managedFields`
+/// is tracked from then on, for every later writer too.
+fn seed_managed_fields(pulls: bool, annotated: bool) -> Option<ManagedFieldsEntry> {
+    let mut fields = serde_json::Map::new();
+    if pulls {
+        fields.insert("f:imagePullSecrets".into(), serde_json::json!({}));
+    }
+    if annotated {
+        fields.insert(
+            "f:metadata".into(),
+            serde_json::json!({ "f:annotations": { format!("f:{LINKS_ANNOTATION}"): {} } }),
+        );
+    }
+    (!fields.is_empty()).then(|| ManagedFieldsEntry {
+        manager: Some(FIELD_MANAGER.to_owned()),
+        operation: Some("Update".to_owned()),
+        api_version: Some("v1".to_owned()),
+        fields_type: Some("FieldsV1".to_owned()),
+        fields_v1: Some(FieldsV1(serde_json::Value::Object(fields))),
+        ..ManagedFieldsEntry::default()
+    })
 }
 
 fn status_code(error: &kube::Error) -> Option<u16> {
@@ -510,6 +543,23 @@ impl Cx {
                     annotations.remove(LINKS_ANNOTATION);
                 }
             }
+            if sa
+                .metadata
+                .managed_fields
+                .as_ref()
+                .is_none_or(Vec::is_empty)
+            {
+                let pulls = sa
+                    .image_pull_secrets
+                    .as_ref()
+                    .is_some_and(|l| !l.is_empty());
+                let annotated = sa
+                    .metadata
+                    .annotations
+                    .as_ref()
+                    .is_some_and(|a| a.contains_key(LINKS_ANNOTATION));
+                sa.metadata.managed_fields = seed_managed_fields(pulls, annotated).map(|e| vec![e]);
+            }
             // `replace` sends the resourceVersion we read: a write in between is a 409.
             match self.once(|| api.replace(&change.name, &POST, &sa)).await {
                 Ok(_) => return Ok(conflicts),
@@ -579,13 +629,21 @@ impl Cx {
                 .collect(),
         };
         let annotation = plan::links_annotation(&sa.meta, &self.workspace, &record);
-        let patch = serde_json::json!({
+        let seed = if sa.meta.managers.is_empty() {
+            seed_managed_fields(!pulls.is_empty(), annotation.is_some())
+        } else {
+            None
+        };
+        let mut patch = serde_json::json!({
             "metadata": {
                 "resourceVersion": assumed.resource_version,
                 "annotations": { LINKS_ANNOTATION: annotation },
             },
             "imagePullSecrets": pulls.iter().map(|n| serde_json::json!({ "name": n })).collect::<Vec<_>>(),
         });
+        if let Some(seed) = seed.and_then(|e| serde_json::to_value(e).ok()) {
+            patch["metadata"]["managedFields"] = serde_json::json!([seed]);
+        }
         let params = PatchParams {
             field_manager: Some(FIELD_MANAGER.to_string()),
             ..PatchParams::default()
