@@ -1,0 +1,405 @@
+//! Fleets against real control planes: three started at once by the test
+//! environment ([`Fleet`]), one kubeconfig with a context per control plane.
+//! A PullSecret limited to clusters labelled `env=prod` lands only there, one
+//! limited by name only on those, a grant without `clusters` everywhere;
+//! drift on one cluster is reported under its name; a namespace relabelled
+//! into a selector on one cluster gets its secret on the next apply and is
+//! pruned when relabelled out; a saved fleet plan is checked per cluster; one
+//! cluster down fails only its own part (exit 1), the others are applied.
+
+mod common;
+
+use std::path::Path;
+
+use common::{Run, binary, kubectl, kubectl_ok, path_str, run};
+use pullwarden_testenv::{Fleet, TestEnv};
+
+const PASSWORD: &str = "Fleet-Canary-Pw-51c0d3";
+const WORKSPACE: &str = "acme-fleet";
+const GRANT_BINDING: &str = "pullwarden:acme-fleet:everywhere:system:image-puller";
+
+/// Clusters dev and staging through `--kubeconfig`, prod through its own
+/// `kubeconfig` entry; `prod-pull` on clusters labelled env=prod,
+/// `preprod-pull` on dev and staging by name, both in the namespaces
+/// labelled `pull=quay`; the grant `everywhere` on every cluster.
+fn workspace(fleet_kubeconfig: &Path) -> String {
+    format!(
+        "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {WORKSPACE}}}
+spec:
+  namespaces:
+    include:
+      - matchExpressions:
+          - {{key: team, operator: Exists}}
+      - shared-images
+  prune: true
+  clusters:
+    - name: dev
+      labels: {{env: dev}}
+    - name: staging
+      context: staging
+      labels: {{env: staging}}
+    - name: prod
+      kubeconfig: {kubeconfig}
+      labels: {{env: prod}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: quay}}
+spec:
+  server: quay.io
+  username: robot
+  password: {{fromFile: password}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: prod-pull}}
+spec:
+  registries: [quay]
+  clusters:
+    - matchLabels: {{env: prod}}
+  namespaces:
+    - matchLabels: {{pull: quay}}
+  serviceAccounts: [{{name: default}}]
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: preprod-pull}}
+spec:
+  registries: [quay]
+  clusters: [dev, staging]
+  namespaces:
+    - matchLabels: {{pull: quay}}
+  serviceAccounts: [{{name: default}}]
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullGrant
+metadata: {{name: everywhere}}
+spec:
+  namespaces: [shared-images]
+  to: [{{serviceAccount: payments/default}}]
+",
+        kubeconfig = path_str(fleet_kubeconfig)
+    )
+}
+
+/// The workspace folder (with its password file).
+fn write_workspace(dir: &Path, fleet: &Fleet) {
+    std::fs::write(dir.join("workspace.yaml"), workspace(fleet.kubeconfig())).expect("write");
+    std::fs::write(dir.join("password"), PASSWORD).expect("write");
+}
+
+/// A namespace with `labels` and its `default` ServiceAccount (no
+/// controller manager makes it here).
+async fn namespace(env: &TestEnv, ns: &str, labels: &[&str]) {
+    kubectl_ok(env, &["create", "namespace", ns]).await;
+    if !labels.is_empty() {
+        let mut args = vec!["label", "namespace", ns];
+        args.extend(labels);
+        kubectl_ok(env, &args).await;
+    }
+    kubectl_ok(env, &["-n", ns, "create", "serviceaccount", "default"]).await;
+}
+
+async fn prepare(fleet: &Fleet) {
+    for name in fleet.names() {
+        let env = fleet.env(name);
+        namespace(env, "payments", &["team=payments", "pull=quay"]).await;
+        namespace(env, "checkout", &["team=checkout"]).await;
+        namespace(env, "shared-images", &[]).await;
+    }
+}
+
+/// `pullwarden ARGS --kubeconfig <the fleet's kubeconfig>`.
+async fn pullwarden(fleet: &Fleet, args: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend([
+        "--kubeconfig",
+        path_str(fleet.kubeconfig()),
+        "--request-timeout",
+        "5s",
+    ]);
+    run(binary(), &all, &[]).await
+}
+
+/// Whether `kind/name` exists in `ns`.
+async fn exists(env: &TestEnv, ns: &str, kind: &str, name: &str) -> bool {
+    let got = kubectl(env, &["-n", ns, "get", kind, name, "-o", "name"]).await;
+    match got.code {
+        Some(0) => true,
+        _ if got.stderr.contains("NotFound") => false,
+        _ => panic!("{got}"),
+    }
+}
+
+/// The part of a fleet's text output under `=== cluster NAME ===`.
+fn section<'a>(text: &'a str, name: &str) -> &'a str {
+    let start = text
+        .find(&format!("=== cluster {name} ===\n"))
+        .unwrap_or_else(|| panic!("no section for {name}:\n{text}"));
+    let rest = &text[start + 1..];
+    let end = rest
+        .find("=== cluster ")
+        .or_else(|| rest.find("Fleet: "))
+        .unwrap_or(rest.len());
+    &rest[..end]
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_fleet_places_by_cluster_reports_drift_by_cluster_and_follows_labels() {
+    let fleet = Fleet::start(&["dev", "staging", "prod"])
+        .await
+        .expect("three control planes");
+    prepare(&fleet).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_workspace(dir.path(), &fleet);
+    let ws = path_str(dir.path());
+
+    let applied = pullwarden(&fleet, &["apply", ws, "--auto-approve"]).await;
+    assert_eq!(applied.code, Some(0), "{applied}");
+    for name in ["dev", "staging", "prod"] {
+        assert!(
+            section(&applied.stdout, name).contains("create  RoleBinding"),
+            "{applied}"
+        );
+    }
+    assert!(!applied.stdout.contains(PASSWORD) && !applied.stderr.contains(PASSWORD));
+    // env=prod only on prod; dev and staging by name; the grant everywhere.
+    let prod = fleet.env("prod");
+    assert!(exists(prod, "payments", "secret", "prod-pull").await);
+    assert!(!exists(prod, "payments", "secret", "preprod-pull").await);
+    for name in ["dev", "staging"] {
+        let env = fleet.env(name);
+        assert!(
+            !exists(env, "payments", "secret", "prod-pull").await,
+            "{name}"
+        );
+        assert!(
+            exists(env, "payments", "secret", "preprod-pull").await,
+            "{name}"
+        );
+    }
+    for name in ["dev", "staging", "prod"] {
+        let env = fleet.env(name);
+        assert!(
+            exists(env, "shared-images", "rolebinding", GRANT_BINDING).await,
+            "{name}"
+        );
+        // Nothing where no selector chose it.
+        assert!(
+            !exists(env, "checkout", "secret", "prod-pull").await,
+            "{name}"
+        );
+    }
+    let again = pullwarden(&fleet, &["plan", ws, "--detailed-exitcode"]).await;
+    assert_eq!(again.code, Some(0), "{again}");
+    assert!(
+        again.stdout.contains(
+            "Plan: 0 to create, 0 to update, 0 to replace, 0 to delete; 0 to link, 0 to unlink."
+        ),
+        "{again}"
+    );
+
+    // Drift on staging only, reported under its name.
+    kubectl_ok(
+        fleet.env("staging"),
+        &[
+            "-n",
+            "shared-images",
+            "delete",
+            "rolebinding",
+            GRANT_BINDING,
+        ],
+    )
+    .await;
+    let drift = pullwarden(&fleet, &["drift", ws]).await;
+    assert_eq!(drift.code, Some(2), "{drift}");
+    let staging = section(&drift.stdout, "staging");
+    assert!(
+        staging.contains(&format!("RoleBinding shared-images/{GRANT_BINDING}")),
+        "{drift}"
+    );
+    for name in ["dev", "prod"] {
+        assert!(
+            section(&drift.stdout, name).contains("In sync"),
+            "{name}: {drift}"
+        );
+    }
+    let md = pullwarden(&fleet, &["drift", ws, "--format", "markdown"]).await;
+    assert_eq!(md.code, Some(2), "{md}");
+    assert!(md.stdout.contains("#### cluster `staging`"), "{md}");
+    let repaired = pullwarden(&fleet, &["apply", ws, "--auto-approve"]).await;
+    assert_eq!(repaired.code, Some(0), "{repaired}");
+    assert!(
+        exists(
+            fleet.env("staging"),
+            "shared-images",
+            "rolebinding",
+            GRANT_BINDING
+        )
+        .await
+    );
+
+    // Relabelled into the selector on prod: its secret on the next apply,
+    // there only; relabelled out: pruned.
+    kubectl_ok(prod, &["label", "namespace", "checkout", "pull=quay"]).await;
+    let into = pullwarden(&fleet, &["apply", ws, "--auto-approve"]).await;
+    assert_eq!(into.code, Some(0), "{into}");
+    assert!(
+        section(&into.stdout, "prod").contains("namespace checkout"),
+        "{into}"
+    );
+    assert!(exists(prod, "checkout", "secret", "prod-pull").await);
+    assert!(!exists(fleet.env("dev"), "checkout", "secret", "preprod-pull").await);
+    kubectl_ok(prod, &["label", "namespace", "checkout", "pull-"]).await;
+    let out_of = pullwarden(&fleet, &["apply", ws, "--auto-approve"]).await;
+    assert_eq!(out_of.code, Some(0), "{out_of}");
+    assert!(
+        section(&out_of.stdout, "prod").contains("delete  Secret prod-pull"),
+        "{out_of}"
+    );
+    assert!(!exists(prod, "checkout", "secret", "prod-pull").await);
+
+    // A saved fleet plan: checked per cluster. A namespace on every cluster,
+    // then dev's ServiceAccount moves after the plan was saved: dev is
+    // refused, staging and prod are applied, exit 1.
+    for name in ["dev", "staging", "prod"] {
+        namespace(fleet.env(name), "orders", &["team=orders", "pull=quay"]).await;
+    }
+    let saved = dir.path().join("fleet.plan.json");
+    let planned = pullwarden(&fleet, &["plan", ws, "--out", path_str(&saved)]).await;
+    assert_eq!(planned.code, Some(0), "{planned}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("saved plan")).expect("JSON");
+    assert_eq!(file["kind"], "pullwarden saved fleet plan");
+    let uids: Vec<&str> = file["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| {
+            c["saved"]["cluster"]["kube_system_uid"]
+                .as_str()
+                .expect("uid")
+        })
+        .collect();
+    assert_eq!(uids.len(), 3, "{file}");
+    assert!(
+        uids[0] != uids[1] && uids[1] != uids[2] && uids[0] != uids[2],
+        "{uids:?}"
+    );
+    assert!(
+        !std::fs::read_to_string(&saved)
+            .expect("saved")
+            .contains(PASSWORD)
+    );
+    kubectl_ok(
+        fleet.env("dev"),
+        &[
+            "-n",
+            "orders",
+            "label",
+            "serviceaccount",
+            "default",
+            "moved=yes",
+        ],
+    )
+    .await;
+    let applied = pullwarden(&fleet, &["apply", ws, "--plan", path_str(&saved)]).await;
+    assert_eq!(applied.code, Some(1), "{applied}");
+    assert!(
+        applied
+            .stderr
+            .contains("[dev] pullwarden: refusing the saved plan"),
+        "{applied}"
+    );
+    assert!(!exists(fleet.env("dev"), "orders", "secret", "preprod-pull").await);
+    assert!(exists(fleet.env("staging"), "orders", "secret", "preprod-pull").await);
+    assert!(exists(prod, "orders", "secret", "prod-pull").await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_fleet_one_cluster_down_fails_its_part_and_the_others_are_applied() {
+    let mut fleet = Fleet::start(&["dev", "staging", "prod"])
+        .await
+        .expect("three control planes");
+    prepare(&fleet).await;
+    let dir = tempfile::tempdir().expect("tempdir");
+    write_workspace(dir.path(), &fleet);
+    let ws = path_str(dir.path());
+    fleet.stop("staging");
+
+    let planned = pullwarden(&fleet, &["plan", ws, "--detailed-exitcode"]).await;
+    assert_eq!(planned.code, Some(1), "{planned}");
+    let staging = section(&planned.stdout, "staging");
+    assert!(staging.contains("error: "), "{planned}");
+    assert!(
+        staging.contains("Nothing was planned on this cluster."),
+        "{planned}"
+    );
+    assert!(
+        section(&planned.stdout, "dev").contains("create  Secret preprod-pull"),
+        "{planned}"
+    );
+    assert!(
+        section(&planned.stdout, "prod").contains("create  Secret prod-pull"),
+        "{planned}"
+    );
+    assert!(
+        planned.stdout.contains("staging  error: not planned"),
+        "{planned}"
+    );
+    assert!(
+        planned.stderr.contains("1 cluster of 3 failed: staging"),
+        "{planned}"
+    );
+
+    let json = pullwarden(&fleet, &["plan", ws, "--format", "json"]).await;
+    assert_eq!(json.code, Some(1), "{json}");
+    let doc: serde_json::Value = serde_json::from_str(&json.stdout).expect("JSON");
+    let status: Vec<&str> = doc["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| c["status"].as_str().expect("status"))
+        .collect();
+    assert_eq!(status, ["planned", "error", "planned"], "{json}");
+
+    let applied = pullwarden(&fleet, &["apply", ws, "--auto-approve"]).await;
+    assert_eq!(applied.code, Some(1), "{applied}");
+    assert!(
+        applied.stderr.contains("nothing applied on staging"),
+        "{applied}"
+    );
+    assert!(exists(fleet.env("dev"), "payments", "secret", "preprod-pull").await);
+    assert!(exists(fleet.env("prod"), "payments", "secret", "prod-pull").await);
+    assert!(
+        exists(
+            fleet.env("prod"),
+            "shared-images",
+            "rolebinding",
+            GRANT_BINDING
+        )
+        .await
+    );
+
+    // Narrowed to the clusters that answer: exit 0, nothing left to do.
+    let narrowed = pullwarden(
+        &fleet,
+        &[
+            "plan",
+            ws,
+            "--cluster",
+            "dev",
+            "--cluster",
+            "prod",
+            "--detailed-exitcode",
+        ],
+    )
+    .await;
+    assert_eq!(narrowed.code, Some(0), "{narrowed}");
+    assert!(
+        !narrowed.stdout.contains("=== cluster staging"),
+        "{narrowed}"
+    );
+}
