@@ -13,7 +13,10 @@
 #    `--live examples/live/openshift-image-pull-secrets.yaml` to plan and drift
 #    (no cluster needed). Expected: validate 0, plan step passes with plan exit 2
 #    and a markdown plan, drift step fails with 2 and writes drift.xml; on a
-#    broken workspace the validate and plan steps fail.
+#    broken workspace the validate and plan steps fail;
+# 5. the same plan and drift steps on the fleet example (examples/fleet, three
+#    clusters) with `--live examples/live/fleet`: one job, one markdown plan
+#    with a section per cluster, a JUnit test suite per cluster.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -190,7 +193,7 @@ os.makedirs(shim_dir)
 with open(os.path.join(shim_dir, "pullwarden"), "w") as f:
     f.write(f"""#!/usr/bin/env bash
 case "$1" in
-  plan|drift) exec {shlex.quote(binary)} "$@" --live {shlex.quote(live)} ;;
+  plan|drift) exec {shlex.quote(binary)} "$@" --live "${{LINT_LIVE:-{live}}}" ;;
   *) exec {shlex.quote(binary)} "$@" ;;
 esac
 """)
@@ -290,6 +293,36 @@ p, cwd = run_script("gitlab drift", gl_script("drift"), example)
 expect("gitlab drift job (pending work against the snapshot)", p, 2)
 if not os.path.exists(os.path.join(cwd, "drift.xml")):
     fail("gitlab drift job wrote no drift.xml")
+
+# A fleet: the same GitHub plan and drift steps on examples/fleet, against its
+# per-cluster snapshots; one plan comment with a section per cluster.
+fleet = os.path.join(repo, "examples/fleet")
+fleet_env = {"LINT_LIVE": os.path.join(repo, "examples/live/fleet"),
+             "QUAY_PROD_TOKEN": "lint-prod", "QUAY_PREPROD_TOKEN": "lint-preprod"}
+env, out, summary = gh_env("fleet")
+env.update(fleet_env)
+p, cwd = run_script("github plan fleet", gh_step("plan", "plan"), fleet, env)
+if expect("github plan/Plan step on the fleet example", p, 0):
+    plan_md = open(os.path.join(cwd, "plan.md")).read()
+    missing = [c for c in ("dev", "staging", "prod-eu") if f"#### cluster `{c}`" not in plan_md]
+    if "exitcode=2\n" not in open(out).read():
+        fail(f"github plan/Plan step on the fleet example: GITHUB_OUTPUT {open(out).read()!r}, want exitcode=2")
+    elif missing or "| **total** |" not in plan_md:
+        fail(f"github fleet plan.md: no section for {missing} or no total row:\n{plan_md}")
+    else:
+        ok(f"github plan/Plan step on the fleet example: one markdown plan, a section per cluster ({len(plan_md)} bytes)")
+env, out, summary = gh_env("fleet-drift")
+env.update(fleet_env)
+p, cwd = run_script("github drift fleet", gh_step("drift", name="Drift"), fleet, env)
+if expect("github drift/Drift step on the fleet example", p, 2):
+    junit = open(os.path.join(cwd, "drift.xml")).read()
+    missing = [c for c in ("dev", "staging", "prod-eu") if f'<testsuite name="cluster {c}"' not in junit]
+    if missing:
+        fail(f"github fleet drift.xml: no test suite for {missing}")
+    elif "(cluster prod-eu)" not in p.stdout:
+        fail(f"github fleet drift: annotations do not name the cluster\n{p.stdout}")
+    else:
+        ok("github drift/Drift step on the fleet example: a JUnit test suite and annotations per cluster")
 
 if failures:
     print(f"lint-ci: {len(failures)} problem(s)", file=sys.stderr)
