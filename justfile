@@ -31,7 +31,7 @@ demo:
 fuzz SECONDS="600":
     cd fuzz && cargo +nightly fuzz run load -- -max_total_time={{SECONDS}} -jobs=1 -workers=1
 
-# Check the CI examples (examples/ci/): actionlint (built once into the cache), GitLab YAML and flags, and their plan/drift steps run against the OpenShift example's snapshot.
+# Check the CI examples (examples/ci/): actionlint (built once into the cache), GitLab YAML and flags, and their plan/drift steps run against the OpenShift example's snapshot; and examples/in-cluster/ (manifests, run's flags, the workspace, RBAC). No cluster needed.
 lint-ci:
     scripts/lint-ci-examples.sh
 

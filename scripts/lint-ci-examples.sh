@@ -17,6 +17,19 @@
 # 5. the same plan and drift steps on the fleet example (examples/fleet, three
 #    clusters) with `--live examples/live/fleet`: one job, one markdown plan
 #    with a section per cluster, a JUnit test suite per cluster.
+# 6. examples/in-cluster (`pullwarden run` as a Deployment): every manifest
+#    parses and has the kinds it promises; the Deployment runs the
+#    ServiceAccount the bindings name, mounts the ConfigMap where its workspace
+#    argument points, provides every `fromEnv` variable (env or envFrom) and
+#    serves the probes on the port of --metrics-addr; every flag in its args is
+#    one `pullwarden run --help` lists (a listed value where there are choices),
+#    and the args, run here with the ConfigMap's workspace and no cluster, get
+#    past argument parsing to the cluster connection; the ConfigMap's workspace
+#    passes `pullwarden validate`; the ClusterRole and the Lease Role grant
+#    every request `run` makes (the list below, evaluated as RBAC evaluates
+#    rules) and nothing more (no wildcard, no verb or resource outside it).
+#    That the grants are enough on a real API server is
+#    `cluster_run_in_cluster_example_rbac_is_enough` (tests/run_cluster.rs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$PWD"
@@ -324,8 +337,178 @@ if expect("github drift/Drift step on the fleet example", p, 2):
     else:
         ok("github drift/Drift step on the fleet example: a JUnit test suite and annotations per cluster")
 
+# ---- examples/in-cluster: `pullwarden run` as a Deployment
+incluster = os.path.join(repo, "examples/in-cluster")
+docs = []
+for name in sorted(os.listdir(incluster)):
+    if name.endswith(".yaml"):
+        try:
+            for doc in yaml.safe_load_all(open(os.path.join(incluster, name))):
+                if doc is not None:
+                    docs.append((name, doc))
+        except yaml.YAMLError as e:
+            fail(f"in-cluster {name}: not YAML: {e}")
+by_kind = {}
+for name, doc in docs:
+    if not (isinstance(doc, dict) and doc.get("apiVersion") and doc.get("kind") and (doc.get("metadata") or {}).get("name")):
+        fail(f"in-cluster {name}: a document without apiVersion, kind and metadata.name: {doc!r:.80}")
+        continue
+    by_kind.setdefault(doc["kind"], []).append(doc)
+want_kinds = ["Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding", "Role", "RoleBinding",
+              "ConfigMap", "Deployment", "PodDisruptionBudget"]
+missing = [k for k in want_kinds if len(by_kind.get(k, [])) != 1]
+if missing:
+    fail(f"in-cluster: want exactly one of each of {missing}, have {sorted((k, len(v)) for k, v in by_kind.items())}")
+else:
+    ok(f"in-cluster: {len(docs)} manifests parse: {', '.join(want_kinds)}")
+    deploy, cm, sa = by_kind["Deployment"][0], by_kind["ConfigMap"][0], by_kind["ServiceAccount"][0]
+    ns = deploy["metadata"].get("namespace")
+    pod = deploy["spec"]["template"]["spec"]
+    containers = pod.get("containers", [])
+    if len(containers) != 1:
+        fail(f"in-cluster Deployment: want one container, have {len(containers)}")
+    container = containers[0] if containers else {}
+    args = [str(a) for a in container.get("command", [])[1:] + container.get("args", [])]
+    if pod.get("serviceAccountName") != sa["metadata"]["name"] or sa["metadata"].get("namespace") != ns:
+        fail(f"in-cluster Deployment: runs as {pod.get('serviceAccountName')!r}, the manifests create {ns}/{sa['metadata']['name']}")
+    # the flags, against `pullwarden run --help`
+    opts, lease_ns = {}, None
+    if not args or args[0] != "run":
+        fail(f"in-cluster Deployment: args {args} do not start with `run`")
+    else:
+        i, positional = 1, []
+        while i < len(args):
+            a = args[i]
+            if a.startswith("-"):
+                name, _, value = a.partition("=")
+                if name not in flags["run"]:
+                    fail(f"in-cluster Deployment: `pullwarden run` has no flag {name}")
+                takes_value = re.search(rf"{re.escape(name)} <", help_text("run")) is not None
+                if takes_value and not _:
+                    value = args[i + 1] if i + 1 < len(args) else ""
+                    i += 1
+                allowed = values.get(("run", name))
+                if allowed and value not in allowed:
+                    fail(f"in-cluster Deployment: `{name} {value}`: not one of {sorted(allowed)}")
+                opts[name] = value
+            else:
+                positional.append(a)
+            i += 1
+        ok(f"in-cluster Deployment: args {args[1:]}: every flag is in `pullwarden run --help`")
+        # the workspace argument is a key of the mounted ConfigMap
+        path = positional[0] if positional else "."
+        mounts = {m["name"]: m["mountPath"].rstrip("/") for m in container.get("volumeMounts", [])}
+        volumes = {v["name"]: v for v in pod.get("volumes", [])}
+        mounted = [(mounts[n], v) for n, v in volumes.items() if n in mounts and v.get("configMap", {}).get("name") == cm["metadata"]["name"]]
+        if cm["metadata"].get("namespace") != ns or len(mounted) != 1:
+            fail(f"in-cluster Deployment: the ConfigMap {cm['metadata']['name']} is not mounted once in its namespace")
+        else:
+            where, _ = mounted[0]
+            key = os.path.relpath(path, where)
+            if key not in cm.get("data", {}):
+                fail(f"in-cluster Deployment: workspace argument {path} is not a key of the ConfigMap mounted at {where} (keys {sorted(cm.get('data', {}))})")
+            else:
+                ok(f"in-cluster Deployment: workspace {path} is the ConfigMap's key {key}")
+        # probes on the port --metrics-addr serves
+        port = opts.get("--metrics-addr", "127.0.0.1:9464").rpartition(":")[2]
+        if opts.get("--metrics-addr", "127.0.0.1:9464").startswith("127."):
+            fail("in-cluster Deployment: --metrics-addr is loopback: the kubelet's probes cannot reach it")
+        ports = {str(p.get("name")): str(p["containerPort"]) for p in container.get("ports", [])}
+        for probe, want_path in [("livenessProbe", "/healthz"), ("readinessProbe", "/readyz")]:
+            get = container.get(probe, {}).get("httpGet", {})
+            got = ports.get(str(get.get("port")), str(get.get("port")))
+            if get.get("path") != want_path or got != port:
+                fail(f"in-cluster Deployment: {probe} is {get}, want {want_path} on port {port}")
+        # leader election in the Deployment's namespace (POD_NAMESPACE)
+        env_names = {e["name"] for e in container.get("env", [])}
+        if "--leader-elect" not in opts:
+            fail("in-cluster Deployment: two replicas without --leader-elect")
+        lease_ns = opts.get("--lease-namespace") or (ns if "POD_NAMESPACE" in env_names else "default")
+    # the ConfigMap's workspace: valid, and its environment provided
+    ws_dir = os.path.join(work, "in-cluster-workspace")
+    os.makedirs(ws_dir)
+    for key, text in cm.get("data", {}).items():
+        open(os.path.join(ws_dir, key), "w").write(text)
+    p = subprocess.run([binary, "validate", ws_dir], capture_output=True, text=True)
+    if p.returncode != 0:
+        fail(f"in-cluster ConfigMap: `pullwarden validate` exited {p.returncode}\n{p.stdout}{p.stderr}")
+    else:
+        ok(f"in-cluster ConfigMap: {(p.stdout + p.stderr).strip().splitlines()[-1]}")
+    wanted_env = set()
+    for text in cm.get("data", {}).values():
+        for doc in yaml.safe_load_all(text):
+            for found in re.findall(r"'fromEnv': '([A-Za-z_][A-Za-z0-9_]*)'", repr(doc)):
+                wanted_env.add(found)
+    has_env_from = any("secretRef" in e or "configMapRef" in e for e in container.get("envFrom", []))
+    unprovided = sorted(v for v in wanted_env if v not in env_names and not has_env_from)
+    if unprovided:
+        fail(f"in-cluster Deployment: the workspace reads {unprovided} from the environment; the container sets none of them")
+    else:
+        ok(f"in-cluster Deployment: the workspace's variables {sorted(wanted_env)} come from env/envFrom")
+    # the args, run: past parsing to the cluster connection (there is none)
+    if args and args[0] == "run":
+        run_args = [os.path.join(ws_dir, os.path.basename(a)) if not a.startswith("-") and a.startswith("/") else a for a in args]
+        env = {k: v for k, v in os.environ.items() if not k.startswith("KUBERNETES_")}
+        env.update({"KUBECONFIG": "/nonexistent/kubeconfig", "HOME": work, "NO_COLOR": "1", "POD_NAMESPACE": ns or "default"})
+        env.update({v: "lint-ci-placeholder" for v in wanted_env})
+        p = subprocess.run([binary, *run_args], capture_output=True, text=True, env=env, timeout=60)
+        if p.returncode != 1 or "cannot load the cluster configuration" not in p.stderr:
+            fail(f"in-cluster Deployment: `pullwarden {' '.join(run_args)}` exited {p.returncode} before reaching the cluster\n{p.stderr}")
+        else:
+            ok("in-cluster Deployment: its args parse; run stops only at the (absent) cluster")
+    # RBAC: every request `run` makes, granted; nothing beyond them.
+    # (verb, apiGroup, resource, resourceName or None); from pullwarden-kube's
+    # reads and apply, pullwarden-controller's watches, Events and Lease.
+    needs = [(v, "", "namespaces", None) for v in ("list", "watch")]
+    needs += [(v, "", "secrets", None) for v in ("get", "list", "watch", "create", "update", "delete")]
+    needs += [(v, "", "serviceaccounts", None) for v in ("get", "list", "watch", "create", "update")]
+    needs += [(v, "rbac.authorization.k8s.io", "rolebindings", None) for v in ("get", "list", "watch", "create", "update", "delete")]
+    needs += [("create", "", "events", None)]
+    needs += [("bind", "rbac.authorization.k8s.io", "clusterroles", r) for r in ("system:image-puller", "system:image-pusher", "system:image-builder")]
+    lease_needs = [(v, "coordination.k8s.io", "leases", None) for v in ("get", "create", "update")]
+    def allows(rules, verb, group, resource, name):
+        for r in rules or []:
+            if (group in r.get("apiGroups", []) or "*" in r.get("apiGroups", [])) \
+               and (resource in r.get("resources", []) or "*" in r.get("resources", [])) \
+               and (verb in r.get("verbs", []) or "*" in r.get("verbs", [])) \
+               and (not r.get("resourceNames") or name in r["resourceNames"]):
+                return True
+        return False
+    def beyond(rules, needed):
+        extra = []
+        for r in rules or []:
+            for g in r.get("apiGroups", []):
+                for res in r.get("resources", []):
+                    for v in r.get("verbs", []):
+                        for n in r.get("resourceNames") or [None]:
+                            if not any((v, g, res) == (nv, ng, nr) and (nn is None or nn == n) for nv, ng, nr, nn in needed):
+                                extra.append(f"{v} {g or 'core'}/{res}" + (f" {n}" if n else ""))
+        return extra
+    def bound(role_kind, role, binding_kind, namespace):
+        return any(b["roleRef"]["kind"] == role_kind and b["roleRef"]["name"] == role["metadata"]["name"]
+                   and b["metadata"].get("namespace") == namespace
+                   and any(s.get("kind") == "ServiceAccount" and s.get("name") == sa["metadata"]["name"]
+                           and s.get("namespace") == ns for s in b.get("subjects", []))
+                   for b in by_kind[binding_kind])
+    cluster_role, lease_role = by_kind["ClusterRole"][0], by_kind["Role"][0]
+    if not bound("ClusterRole", cluster_role, "ClusterRoleBinding", None):
+        fail(f"in-cluster RBAC: no ClusterRoleBinding of {cluster_role['metadata']['name']} to the ServiceAccount")
+    if not bound("Role", lease_role, "RoleBinding", lease_role["metadata"].get("namespace")):
+        fail(f"in-cluster RBAC: no RoleBinding of {lease_role['metadata']['name']} to the ServiceAccount")
+    if lease_role["metadata"].get("namespace") != lease_ns:
+        fail(f"in-cluster RBAC: the Lease Role is in {lease_role['metadata'].get('namespace')}, the Lease in {lease_ns}")
+    for rules, needed, what in [(cluster_role.get("rules"), needs, "ClusterRole"), (lease_role.get("rules"), lease_needs, "Lease Role")]:
+        lacking = [f"{v} {g or 'core'}/{r}" + (f" {n}" if n else "") for v, g, r, n in needed if not allows(rules, v, g, r, n)]
+        if lacking:
+            fail(f"in-cluster RBAC: the {what} does not grant {lacking}")
+        extra = beyond(rules, needed)
+        if extra:
+            fail(f"in-cluster RBAC: the {what} grants more than run needs: {extra}")
+        if not lacking and not extra:
+            ok(f"in-cluster RBAC: the {what} grants exactly the {len(needed)} requests run makes")
+
 if failures:
     print(f"lint-ci: {len(failures)} problem(s)", file=sys.stderr)
     sys.exit(1)
-print("lint-ci: the CI examples are consistent with pullwarden and their steps behave as documented", file=sys.stderr)
+print("lint-ci: the CI and in-cluster examples are consistent with pullwarden and behave as documented", file=sys.stderr)
 PY
