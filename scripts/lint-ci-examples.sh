@@ -16,7 +16,7 @@
 #    broken workspace the validate and plan steps fail;
 # 5. the same plan and drift steps on the fleet example (examples/fleet, three
 #    clusters) with `--live examples/live/fleet`: one job, one markdown plan
-#    with a section per cluster, a JUnit test suite per cluster.
+#    with a section per cluster, a JUnit test suite per cluster;
 # 6. examples/in-cluster (`pullwarden run` as a Deployment): every manifest
 #    parses and has the kinds it promises; the Deployment runs the
 #    ServiceAccount the bindings name, mounts the ConfigMap where its workspace
