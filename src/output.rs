@@ -167,6 +167,13 @@ impl Output {
         }
     }
 
+    /// A line about a failure, on stderr: printed under `-q` too (`-q`
+    /// prints only errors).
+    pub fn error(&self, line: &str) {
+        self.keep(line.to_owned());
+        self.to_stderr(&format!("{line}\n"));
+    }
+
     /// Whether a question can be asked (stdin and stderr are terminals).
     #[allow(clippy::unused_self)] // a method, so that all terminal I/O goes through `Output`
     pub fn can_prompt(&self) -> bool {

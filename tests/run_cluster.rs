@@ -1352,3 +1352,44 @@ async fn cluster_run_beside_the_openshift_sa_controller_no_fight_both_entries_pr
     let (code, _, log) = running.terminate().await;
     assert_eq!(code, Some(0), "log:\n{log}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_quiet_prints_only_errors() {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("workspace.yaml");
+    std::fs::write(&file, glob_workspace(&unique_name("run"), &prefix)).expect("workspace");
+    let running = Running::start_with(env, dir.path(), &["-q"]);
+    // It works as without -q (a new namespace converges) ...
+    let ns = format!("{prefix}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    assert!(
+        wait_for_pull_access(env, &ns, Duration::from_secs(30))
+            .await
+            .is_some(),
+        "no pull access; log:\n{}",
+        running.log()
+    );
+    // ... an error is printed (a broken workspace: one error line per problem) ...
+    std::fs::write(
+        &file,
+        "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: [",
+    )
+    .expect("broken");
+    running
+        .wait_for(
+            "pullwarden run: error workspace:",
+            0,
+            Duration::from_secs(10),
+        )
+        .await;
+    let (code, _, log) = running.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+    // ... and nothing else: no info line (serving, in sync, done, stopped) and
+    // no warning (keeping the last good one).
+    assert!(
+        log.lines().all(|l| l.starts_with("pullwarden run: error ")),
+        "-q printed more than errors:\n{log}"
+    );
+}

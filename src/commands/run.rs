@@ -24,7 +24,7 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
         None
     } else {
         Some(args.metrics_addr.parse().map_err(|_| {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: --metrics-addr: `{}` is not an address such as 127.0.0.1:9464 (or `off`)",
                 args.metrics_addr
             ));
@@ -79,12 +79,12 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
             // The full reports, with their snippets.
             let _ = super::load_resolved(&args.path, out);
             if problems.is_empty() {
-                out.status("pullwarden: the workspace cannot be loaded");
+                out.error("pullwarden: the workspace cannot be loaded");
             }
             Err(Failed)
         }
         Err(e) => {
-            out.status(&format!("pullwarden: {e}"));
+            out.error(&format!("pullwarden: {e}"));
             Err(Failed)
         }
     }
@@ -113,7 +113,16 @@ fn identity() -> String {
     )
 }
 
+/// One log line on stderr. `-q` prints only errors, as in every command:
+/// info and warning lines are dropped, error lines always printed.
 fn print(out: &Output, format: LogFormat, log: &Log) {
+    let write = |line: &str| {
+        if log.level == pullwarden_controller::Level::Error {
+            out.error(line);
+        } else {
+            out.status(line);
+        }
+    };
     let seconds = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0.0, |d| d.as_secs_f64());
@@ -127,7 +136,7 @@ fn print(out: &Output, format: LogFormat, log: &Log) {
             for (key, value) in &log.fields {
                 let _ = write!(line, " {key}={}", pullwarden_core::escape::text(value));
             }
-            out.status(&line);
+            write(&line);
         }
         LogFormat::Json => {
             let mut object = serde_json::Map::new();
@@ -137,7 +146,7 @@ fn print(out: &Output, format: LogFormat, log: &Log) {
             for (key, value) in &log.fields {
                 object.insert((*key).into(), value.clone().into());
             }
-            out.status(&serde_json::Value::Object(object).to_string());
+            write(&serde_json::Value::Object(object).to_string());
         }
     }
 }
