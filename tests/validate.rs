@@ -296,3 +296,34 @@ fn validate_resolve_reports_missing_credentials_by_name_only() {
         String::from_utf8_lossy(&resolved.stderr)
     );
 }
+
+#[test]
+fn validate_lists_the_clusters_of_a_fleet_and_warns_about_empty_limits() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata:\n  name: fleet\nspec:\n  clusters:\n    - name: prod-eu\n      labels: {env: prod}\n    - name: prod-us\n      context: admin@prod-us\n    - name: dev\n---\napiVersion: pullwarden.dev/v1alpha1\nkind: Registry\nmetadata: {name: quay}\nspec: {server: quay.io, username: robot, password: {fromEnv: QUAY_TOKEN}}\n---\napiVersion: pullwarden.dev/v1alpha1\nkind: PullSecret\nmetadata: {name: pull}\nspec:\n  registries: [quay]\n  namespaces: [team-a]\n  clusters: [{matchLabels: {env: staging}}]\n",
+    )
+    .unwrap();
+    let path = dir.path().to_str().unwrap();
+    let out = pullwarden(&["validate", path]);
+    let stderr = String::from_utf8(out.stderr).unwrap();
+    assert_eq!(out.status.code(), Some(0), "{stderr}");
+    assert!(
+        stderr.contains(
+            "1 pull secret, 0 pull grants in 1 file; 3 clusters: prod-eu, prod-us, dev (1 warning)"
+        ),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("pullwarden::spec::no_cluster_chosen"),
+        "{stderr}"
+    );
+    assert!(stderr.contains("workspace.yaml:24:14]"), "{stderr}");
+
+    // A single-cluster workspace's summary names no cluster.
+    let one = pullwarden(&["validate", "examples/multi-team"]);
+    let stderr = String::from_utf8(one.stderr).unwrap();
+    assert!(stderr.contains(" is valid: "), "{stderr}");
+    assert!(!stderr.contains("cluster"), "{stderr}");
+}

@@ -27,7 +27,7 @@ impl Environment for FakeEnvironment {
     fn var(&self, _name: &str) -> Option<String> {
         Some("x".to_owned())
     }
-    fn read(&self, _path: &Path) -> std::io::Result<String> {
+    fn read(&self, _path: &Path) -> Result<String, pullwarden_input::InputError> {
         Ok(DOCKER_CONFIG.to_owned())
     }
     fn exists(&self, _path: &Path) -> bool {
@@ -53,6 +53,9 @@ fuzz_target!(|data: &[u8]| {
     }
 
     if let Some(ws) = &loaded.workspace {
+        for cluster in &ws.clusters {
+            let _ = ws.for_cluster(cluster);
+        }
         let (_resolved, problems) = credentials::resolve(ws, &env);
         for problem in &problems {
             let _ = problem.to_data(&loaded.sources);

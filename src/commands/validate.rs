@@ -106,13 +106,14 @@ fn summary(
     if errors == 0 {
         let ws = loaded.workspace.as_ref();
         format!(
-            "{} is valid: workspace `{}`, {}, {}, {} in {}{}",
+            "{} is valid: workspace `{}`, {}, {}, {} in {}{}{}",
             path.display(),
             ws.map_or("", |w| w.name.as_str()),
             plural(ws.map_or(0, |w| w.registries.len()), "registry"),
             plural(ws.map_or(0, |w| w.pull_secrets.len()), "pull secret"),
             plural(ws.map_or(0, |w| w.pull_grants.len()), "pull grant"),
             plural(files, "file"),
+            ws.map_or_else(String::new, |w| clusters(&w.clusters)),
             if warnings > 0 {
                 format!(" ({})", plural(warnings, "warning"))
             } else {
@@ -131,4 +132,27 @@ fn summary(
             },
         )
     }
+}
+
+/// `; 3 clusters: prod-eu, prod-us, dev` for a fleet (the first ten names),
+/// nothing for a single-cluster workspace.
+fn clusters(clusters: &[pullwarden_core::model::Cluster]) -> String {
+    const SHOWN: usize = 10;
+    if clusters.is_empty() {
+        return String::new();
+    }
+    let names: Vec<&str> = clusters
+        .iter()
+        .take(SHOWN)
+        .map(|c| c.name.as_str())
+        .collect();
+    let more = clusters.len().saturating_sub(SHOWN);
+    let more = if more > 0 {
+        format!(" and {more} more")
+    } else {
+        String::new()
+    };
+    let count = clusters.len();
+    let word = if count == 1 { "cluster" } else { "clusters" };
+    format!("; {count} {word}: {}{more}", names.join(", "))
 }

@@ -331,3 +331,179 @@ pub struct ResolvedRegistry {
     /// the `expiresAt` a `fromCommand` printed; `None` when not known.
     pub expires_at: Option<i64>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::names::{LabelSelector, SelectorOperator, SelectorRequirement};
+
+    fn at<T>(value: T) -> Located<T> {
+        Located {
+            value,
+            origin: Origin {
+                file: FileId(0),
+                span: 0..0,
+            },
+        }
+    }
+
+    fn cluster(name: &str, labels: &[(&str, &str)]) -> Cluster {
+        Cluster {
+            name: name.into(),
+            origin: at(()).origin,
+            context: name.into(),
+            kubeconfig: None,
+            labels: labels
+                .iter()
+                .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+                .collect(),
+        }
+    }
+
+    fn name(pattern: &str) -> Located<ClusterPattern> {
+        at(ClusterPattern::parse(pattern).unwrap())
+    }
+
+    fn env_in(values: &[&str]) -> Located<ClusterPattern> {
+        at(ClusterPattern::Selector(LabelSelector::new([
+            SelectorRequirement {
+                key: "env".into(),
+                operator: SelectorOperator::In,
+                values: values.iter().map(ToString::to_string).collect(),
+            },
+        ])))
+    }
+
+    fn secret(secret_name: &str, clusters: Vec<Located<ClusterPattern>>) -> PullSecret {
+        PullSecret {
+            name: secret_name.into(),
+            origin: at(()).origin,
+            format: SecretFormat::DockerConfigJson,
+            registries: vec![at("quay".into())],
+            namespaces: vec![at(NamespacePattern::parse("team-*").unwrap())],
+            exclude_namespaces: Vec::new(),
+            service_accounts: Vec::new(),
+            clusters,
+        }
+    }
+
+    fn grant(grant_name: &str, clusters: Vec<Located<ClusterPattern>>) -> PullGrant {
+        PullGrant {
+            name: grant_name.into(),
+            origin: at(()).origin,
+            role: at("system:image-puller".into()),
+            namespaces: vec![at(NamespacePattern::parse("images").unwrap())],
+            to: vec![at(Subject::Group("devs".into()))],
+            clusters,
+        }
+    }
+
+    fn fleet() -> Workspace {
+        Workspace {
+            name: "ws".into(),
+            scope: Scope {
+                include: vec![at(NamespacePattern::parse("*").unwrap())],
+                exclude: Vec::new(),
+            },
+            prune: true,
+            registries: BTreeMap::new(),
+            pull_secrets: vec![
+                secret("everywhere", Vec::new()),
+                secret("eu-only", vec![name("prod-eu")]),
+                secret("prod-glob", vec![name("prod-*")]),
+                secret("dev-or-us", vec![env_in(&["dev"]), name("prod-us")]),
+            ],
+            pull_grants: vec![
+                grant("all", Vec::new()),
+                grant("prod", vec![env_in(&["prod"])]),
+                grant("nowhere", vec![name("qa-?")]),
+            ],
+            clusters: vec![
+                cluster("prod-eu", &[("env", "prod")]),
+                cluster("prod-us", &[("env", "prod")]),
+                cluster("dev", &[("env", "dev")]),
+                cluster("bare", &[]),
+            ],
+        }
+    }
+
+    fn names(ws: &Workspace) -> (Vec<&str>, Vec<&str>) {
+        (
+            ws.pull_secrets.iter().map(|s| s.name.as_str()).collect(),
+            ws.pull_grants.iter().map(|g| g.name.as_str()).collect(),
+        )
+    }
+
+    #[test]
+    fn for_cluster_keeps_what_the_cluster_limits_choose() {
+        let ws = fleet();
+        let view = |n: &str| {
+            let c = ws.clusters.iter().find(|c| c.name == n).unwrap();
+            ws.for_cluster(c)
+        };
+        let eu = view("prod-eu");
+        assert_eq!(
+            names(&eu),
+            (
+                vec!["everywhere", "eu-only", "prod-glob"],
+                vec!["all", "prod"]
+            )
+        );
+        assert_eq!(
+            names(&view("prod-us")),
+            (
+                vec!["everywhere", "prod-glob", "dev-or-us"],
+                vec!["all", "prod"]
+            )
+        );
+        assert_eq!(
+            names(&view("dev")),
+            (vec!["everywhere", "dev-or-us"], vec!["all"])
+        );
+        // No labels: a name or glob may choose it, a selector needing `env` cannot.
+        assert_eq!(names(&view("bare")), (vec!["everywhere"], vec!["all"]));
+        // Everything else is the workspace's own, unchanged.
+        assert_eq!(eu.name, "ws");
+        assert_eq!(eu.clusters.len(), 4);
+        assert_eq!(eu.scope.include.len(), 1);
+        assert!(eu.prune);
+    }
+
+    #[test]
+    fn without_limits_every_cluster_is_chosen_and_order_is_kept() {
+        let ws = fleet();
+        let chosen: Vec<&str> = ws
+            .clusters_chosen_by(&[])
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(chosen, ["prod-eu", "prod-us", "dev", "bare"]);
+        let chosen: Vec<&str> = ws
+            .clusters_chosen_by(&ws.pull_secrets[3].clusters)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(chosen, ["prod-us", "dev"]);
+        assert_eq!(
+            ws.clusters_chosen_by(&ws.pull_grants[2].clusters).count(),
+            0
+        );
+        // A cluster without labels: chosen by its name, not by a selector on `env`.
+        let unlabeled = cluster("prod", &[]);
+        assert!(!unlabeled.is_chosen_by(&[env_in(&["prod"])]));
+        assert!(unlabeled.is_chosen_by(&[env_in(&["prod"]), name("prod")]));
+    }
+
+    #[test]
+    fn a_single_cluster_workspace_is_unchanged_by_any_view() {
+        let mut ws = fleet();
+        ws.clusters.clear();
+        for secret in &mut ws.pull_secrets {
+            secret.clusters.clear();
+        }
+        for grant in &mut ws.pull_grants {
+            grant.clusters.clear();
+        }
+        let view = ws.for_cluster(&cluster("any", &[]));
+        assert_eq!(names(&view), names(&ws));
+        assert!(view.clusters.is_empty());
+    }
+}

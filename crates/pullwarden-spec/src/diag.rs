@@ -16,6 +16,8 @@ pub mod codes {
     pub const CREDENTIAL_FILE_ABSENT: &str = "pullwarden::spec::credential_file_absent";
     /// Two `Workspace.spec.clusters` entries with one name.
     pub const DUPLICATE_CLUSTER: &str = "pullwarden::spec::duplicate_cluster";
+    /// Two `Workspace.spec.clusters` entries with the same context and kubeconfig.
+    pub const DUPLICATE_CLUSTER_CONTEXT: &str = "pullwarden::spec::duplicate_cluster_context";
     /// `clusters` on a `PullSecret` or `PullGrant` of a workspace without `spec.clusters`.
     pub const CLUSTERS_WITHOUT_FLEET: &str = "pullwarden::spec::clusters_without_fleet";
     /// A cluster limit names a cluster the workspace does not declare.

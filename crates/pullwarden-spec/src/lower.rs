@@ -201,6 +201,7 @@ pub fn lower(files: &[ParsedFile]) -> Lowered {
         &pull_secrets,
     );
 
+    let fleet = workspace.as_ref().is_some_and(|ws| ws.fleet);
     let workspace = workspace.map(|ws| Workspace {
         name: ws.name.value,
         scope: ws.scope,
@@ -212,7 +213,7 @@ pub fn lower(files: &[ParsedFile]) -> Lowered {
     });
     if let Some(ws) = &workspace {
         check_scope(&mut cx.problems, ws);
-        check_clusters(&mut cx.problems, ws);
+        check_clusters(&mut cx.problems, ws, fleet);
     }
     Lowered {
         workspace,
@@ -234,6 +235,8 @@ struct WorkspaceDoc {
     scope: Scope,
     prune: bool,
     clusters: Vec<Cluster>,
+    /// Whether `spec.clusters` was written (even if no entry was valid).
+    fleet: bool,
 }
 
 struct Header<'n> {
@@ -891,6 +894,7 @@ impl Cx {
         };
         let mut prune = true;
         let mut clusters = Vec::new();
+        let mut fleet = false;
         if let Some(spec) = header.spec
             && let Some(spec) = self.fields(spec, fields::WORKSPACE_SPEC, "Workspace.spec")
         {
@@ -911,6 +915,7 @@ impl Cx {
                 }
             }
             if let Some(list) = spec.get("clusters") {
+                fleet = true;
                 clusters = self
                     .list_items(list, "clusters", true)
                     .iter()
@@ -931,6 +936,7 @@ impl Cx {
             scope,
             prune,
             clusters,
+            fleet,
         }
     }
 
@@ -948,29 +954,21 @@ impl Cx {
                 "cluster names are DNS labels: lowercase letters, digits and '-', at most 63 characters",
             )
         });
-        let mut ok = fields.unknown == 0;
-        let context = match fields.get("context") {
-            None => None,
-            Some(c) => {
-                let context = self.non_empty_string(c, "clusters[].context");
-                ok &= context.is_some();
-                context
-            }
-        };
-        let kubeconfig = match fields.get("kubeconfig") {
-            None => None,
-            Some(k) => {
-                let path = self.non_empty_string(k, "clusters[].kubeconfig");
-                ok &= path.is_some();
-                path.map(|p| dir.join(p.value))
-            }
-        };
+        let context = fields
+            .get("context")
+            .and_then(|c| self.non_empty_string(c, "clusters[].context"));
+        let kubeconfig = fields
+            .get("kubeconfig")
+            .and_then(|k| self.non_empty_string(k, "clusters[].kubeconfig"))
+            .map(|path| dir.join(path.value));
         let mut labels = Labels::new();
         if let Some(l) = fields.get("labels") {
-            ok &= self.label_map(l, "clusters[].labels", &mut labels);
+            self.label_map(l, "clusters[].labels", &mut labels);
         }
         let name = name?;
-        (name_ok && ok).then(|| Cluster {
+        // Kept despite problems in its other fields (already reported), so
+        // that limits naming it are not reported as naming an unknown cluster.
+        name_ok.then(|| Cluster {
             context: context.map_or_else(|| name.value.clone(), |c| c.value),
             name: name.value,
             origin: name.origin,
@@ -1751,10 +1749,13 @@ fn check_scope(problems: &mut Vec<Problem>, ws: &Workspace) {
 
 /// Cluster names unique; cluster limits only in a fleet, each name limit
 /// naming a declared cluster; globs and selectors that choose no cluster, and
-/// documents whose limits choose none, warned about.
-fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace) {
+/// documents whose limits choose none, warned about. `fleet`: whether
+/// `spec.clusters` was written (when none of its entries was valid, the
+/// limits are not checked: the entries' problems were reported).
+fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
     use crate::diag::codes;
     let mut seen: BTreeMap<&str, &Origin> = BTreeMap::new();
+    let mut targets: BTreeMap<(&str, Option<&Path>), &Cluster> = BTreeMap::new();
     for cluster in &ws.clusters {
         if let Some(first) = seen.get(cluster.name.as_str()) {
             problems.push(
@@ -1766,8 +1767,25 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace) {
                 .also(first, "first cluster with that name")
                 .help("cluster names are unique in `Workspace.spec.clusters`"),
             );
+            continue;
+        }
+        seen.insert(&cluster.name, &cluster.origin);
+        let target = (cluster.context.as_str(), cluster.kubeconfig.as_deref());
+        if let Some(first) = targets.get(&target) {
+            problems.push(
+                Problem::error(
+                    codes::DUPLICATE_CLUSTER_CONTEXT,
+                    format!(
+                        "clusters `{}` and `{}` use the same kubeconfig context `{}`",
+                        first.name, cluster.name, cluster.context
+                    ),
+                )
+                .at(&cluster.origin, "second cluster")
+                .also(&first.origin, "first cluster with that context")
+                .help("each cluster is planned and pruned on its own, so two entries for one context would undo each other's cluster limits: give each its own `context` (or `kubeconfig`)"),
+            );
         } else {
-            seen.insert(&cluster.name, &cluster.origin);
+            targets.insert(target, cluster);
         }
     }
     let names: Vec<&str> = seen.keys().copied().collect();
@@ -1782,6 +1800,9 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace) {
         )
         .filter(|(_, _, limits)| !limits.is_empty());
     for (kind, name, limits) in limited {
+        if fleet && ws.clusters.is_empty() {
+            continue;
+        }
         if ws.clusters.is_empty() {
             problems.push(
                 Problem::error(
@@ -1913,5 +1934,175 @@ mod tests {
         );
         assert_eq!(suggest("zzz", fields::PULL_SECRET_SPEC), None);
         assert_eq!(normalize_server("https://Quay.io/"), "quay.io");
+    }
+
+    const FLEET: &str = "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {name: fleet}
+spec:
+  clusters:
+    - name: prod-eu
+      labels: {env: prod, region: eu}
+    - name: prod-us
+      context: admin@prod-us
+      kubeconfig: kube/us.yaml
+      labels: {env: prod}
+    - name: dev
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {name: quay}
+spec: {server: quay.io, username: robot, password: {fromEnv: QUAY_TOKEN}}
+";
+
+    fn load(extra: &str) -> crate::Loaded {
+        crate::load_str(
+            Path::new("/ws/fleet/workspace.yaml"),
+            &format!("{FLEET}{extra}"),
+            &crate::credentials::ProcessEnvironment,
+        )
+    }
+
+    /// `(code, is_error, line)` of every problem.
+    fn problems(loaded: &crate::Loaded) -> Vec<(&'static str, bool, usize)> {
+        loaded
+            .problems
+            .iter()
+            .map(|p| {
+                let data = p.to_data(&loaded.sources);
+                (p.code, p.is_error(), data.line.unwrap_or(0))
+            })
+            .collect()
+    }
+
+    fn secret(clusters: &str) -> String {
+        format!(
+            "---\napiVersion: pullwarden.dev/v1alpha1\nkind: PullSecret\nmetadata: {{name: pull}}\nspec:\n  registries: [quay]\n  namespaces: [team-a]\n  clusters: {clusters}\n"
+        )
+    }
+
+    #[test]
+    fn clusters_are_read_with_their_defaults() {
+        let loaded = load(&secret("[prod-*, {matchLabels: {env: prod}}, dev]"));
+        assert_eq!(problems(&loaded), []);
+        let ws = loaded.workspace.unwrap();
+        let clusters: Vec<(&str, &str, Option<&Path>, usize)> = ws
+            .clusters
+            .iter()
+            .map(|c| {
+                (
+                    c.name.as_str(),
+                    c.context.as_str(),
+                    c.kubeconfig.as_deref(),
+                    c.labels.len(),
+                )
+            })
+            .collect();
+        assert_eq!(
+            clusters,
+            [
+                ("prod-eu", "prod-eu", None, 2),
+                (
+                    "prod-us",
+                    "admin@prod-us",
+                    Some(Path::new("/ws/fleet/kube/us.yaml")),
+                    1
+                ),
+                ("dev", "dev", None, 0),
+            ]
+        );
+        let limits: Vec<&str> = ws.pull_secrets[0]
+            .clusters
+            .iter()
+            .map(|p| p.value.as_str())
+            .collect();
+        assert_eq!(limits, ["prod-*", "env=prod", "dev"]);
+        // The origin of a cluster is its `name`.
+        let (line, _) = loaded
+            .sources
+            .line_column(ws.clusters[1].origin.file, ws.clusters[1].origin.span.start);
+        assert_eq!(line, 8);
+    }
+
+    #[test]
+    fn a_workspace_without_clusters_has_none_and_limits_nothing() {
+        let loaded = crate::load_str(
+            Path::new("workspace.yaml"),
+            "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {name: one}\nspec: {}\n",
+            &crate::credentials::ProcessEnvironment,
+        );
+        assert_eq!(problems(&loaded), []);
+        assert!(loaded.workspace.unwrap().clusters.is_empty());
+    }
+
+    #[test]
+    fn a_glob_or_selector_choosing_no_cluster_is_a_warning() {
+        // One of two entries matches nothing: a warning at that entry.
+        let loaded = load(&secret("[dev, {matchLabels: {env: staging}}]"));
+        assert_eq!(
+            problems(&loaded),
+            [(
+                crate::diag::codes::CLUSTER_PATTERN_MATCHES_NOTHING,
+                false,
+                25
+            )]
+        );
+        // Every entry matches nothing: one warning for the document.
+        let loaded = load(&secret(
+            "[\"qa-*\", {matchExpressions: [{key: env, operator: In, values: [qa]}]}]",
+        ));
+        assert_eq!(
+            problems(&loaded),
+            [(crate::diag::codes::NO_CLUSTER_CHOSEN, false, 25)]
+        );
+        let ws = loaded.workspace.unwrap();
+        assert_eq!(
+            ws.clusters_chosen_by(&ws.pull_secrets[0].clusters).count(),
+            0
+        );
+        // `NotIn` matches clusters without the label.
+        let loaded = load(&secret(
+            "[{matchExpressions: [{key: region, operator: NotIn, values: [eu]}]}]",
+        ));
+        assert_eq!(problems(&loaded), []);
+        let ws = loaded.workspace.unwrap();
+        let chosen: Vec<&str> = ws
+            .clusters_chosen_by(&ws.pull_secrets[0].clusters)
+            .map(|c| c.name.as_str())
+            .collect();
+        assert_eq!(chosen, ["prod-us", "dev"]);
+    }
+
+    #[test]
+    fn a_cluster_with_a_bad_field_is_still_declared() {
+        let extra = secret("[prod-us]");
+        let text = format!("{FLEET}{extra}").replace("context: admin@prod-us", "context: [a]");
+        let loaded = crate::load_str(
+            Path::new("workspace.yaml"),
+            &text,
+            &crate::credentials::ProcessEnvironment,
+        );
+        // Only the wrong type: `prod-us` is not also an unknown cluster.
+        assert_eq!(
+            problems(&loaded),
+            [("pullwarden::spec::wrong_type", true, 9)]
+        );
+    }
+
+    #[test]
+    fn limits_are_not_checked_when_no_cluster_entry_is_valid() {
+        let text = format!("{FLEET}{}", secret("[prod-us]"));
+        let start = text.find("    - name: prod-eu").unwrap();
+        let end = text.find("---").unwrap();
+        let text = format!("{}    - name: Prod\n{}", &text[..start], &text[end..]);
+        let loaded = crate::load_str(
+            Path::new("workspace.yaml"),
+            &text,
+            &crate::credentials::ProcessEnvironment,
+        );
+        assert_eq!(
+            problems(&loaded),
+            [("pullwarden::spec::invalid_name", true, 6)]
+        );
     }
 }
