@@ -178,3 +178,126 @@ fn drift_of_the_fleet_example_names_every_cluster_in_junit() {
         assert!(section(&stdout, name).contains("Pending work"), "{stdout}");
     }
 }
+
+#[test]
+fn run_refuses_a_workspace_that_names_clusters() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    // A server nobody answers on: run must refuse before it matters.
+    let kubeconfig = dir.path().join("kubeconfig");
+    std::fs::write(
+        &kubeconfig,
+        "apiVersion: v1\nkind: Config\nclusters: [{name: c, cluster: {server: 'https://127.0.0.1:1'}}]\nusers: [{name: u, user: {token: not-a-credential}}]\ncontexts: [{name: x, context: {cluster: c, user: u}}]\ncurrent-context: x\n",
+    )
+    .expect("write");
+    let (code, stdout, stderr) = pullwarden(&[
+        "run",
+        "examples/fleet",
+        "--metrics-addr",
+        "off",
+        "--kubeconfig",
+        kubeconfig.to_str().expect("UTF-8"),
+        "--request-timeout",
+        "2s",
+    ]);
+    assert_eq!(code, Some(1), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains(
+            "workspace acme-fleet names clusters (spec.clusters); pullwarden run keeps one cluster"
+        ),
+        "{stderr}"
+    );
+}
+
+#[test]
+fn a_saved_fleet_plan_covers_every_cluster_and_is_refused_by_the_wrong_workspace() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let fleet_plan = dir.path().join("fleet.plan.json");
+    let fleet_plan_str = fleet_plan.to_str().expect("UTF-8");
+    let (code, stdout, stderr) = pullwarden(&[
+        "plan",
+        "examples/fleet",
+        "--live",
+        "examples/live/fleet",
+        "--out",
+        fleet_plan_str,
+    ]);
+    assert_eq!(code, Some(0), "{stdout}\n{stderr}");
+    assert!(
+        stderr.contains("saved the plan of 3 clusters to"),
+        "{stderr}"
+    );
+    let text = std::fs::read_to_string(&fleet_plan).expect("saved plan");
+    assert!(!text.contains("FAKE-"), "a credential in the saved plan");
+    let saved: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    assert_eq!(saved["kind"], "pullwarden saved fleet plan");
+    assert_eq!(saved["workspace"], "acme-fleet");
+    let names: Vec<&str> = saved["clusters"]
+        .as_array()
+        .expect("clusters")
+        .iter()
+        .map(|c| c["name"].as_str().expect("name"))
+        .collect();
+    assert_eq!(names, ["dev", "staging", "prod-eu"]);
+    for cluster in saved["clusters"].as_array().expect("clusters") {
+        assert_eq!(cluster["saved"]["kind"], "pullwarden saved plan");
+        assert_eq!(
+            cluster["saved"]["secret_digests"]
+                .as_object()
+                .expect("digests")
+                .len(),
+            2,
+            "{cluster}"
+        );
+    }
+
+    // A fleet's plan for a workspace without clusters, and the other way round.
+    let single = "tests/fixtures/plan/create-fresh/workspace";
+    let (code, _, stderr) = pullwarden(&["apply", single, "--plan", fleet_plan_str]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("it was made for a fleet, and workspace"),
+        "{stderr}"
+    );
+    let one_plan = dir.path().join("one.plan.json");
+    let (code, _, stderr) = pullwarden(&[
+        "plan",
+        single,
+        "--live",
+        "tests/fixtures/plan/create-fresh/live.yaml",
+        "--out",
+        one_plan.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(code, Some(0), "{stderr}");
+    let one: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&one_plan).expect("saved")).expect("JSON");
+    assert_eq!(
+        one["kind"], "pullwarden saved plan",
+        "the single-cluster format"
+    );
+    let (code, _, stderr) = pullwarden(&[
+        "apply",
+        "examples/fleet",
+        "--plan",
+        one_plan.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("it was made for one cluster, and workspace acme-fleet names clusters"),
+        "{stderr}"
+    );
+
+    // Another workspace's fleet plan, or one naming a cluster this workspace does not.
+    let other = dir.path().join("other.plan.json");
+    std::fs::write(&other, text.replace("\"prod-eu\"", "\"prod-us\"")).expect("write");
+    let (code, _, stderr) = pullwarden(&[
+        "apply",
+        "examples/fleet",
+        "--plan",
+        other.to_str().expect("UTF-8"),
+    ]);
+    assert_eq!(code, Some(1));
+    assert!(
+        stderr.contains("with clusters this workspace does not name (prod-us)"),
+        "{stderr}"
+    );
+}

@@ -402,4 +402,66 @@ async fn cluster_fleet_one_cluster_down_fails_its_part_and_the_others_are_applie
         !narrowed.stdout.contains("=== cluster staging"),
         "{narrowed}"
     );
+    // Snapshots of the fleet: one file per cluster that answers, read back
+    // by --live DIR as the clusters themselves (nothing left to do).
+    let snapshots = dir.path().join("snapshots");
+    let snapped = pullwarden(&fleet, &["snapshot", ws, "--out", path_str(&snapshots)]).await;
+    assert_eq!(snapped.code, Some(1), "{snapped}");
+    assert!(
+        snapped
+            .stderr
+            .contains("no snapshot of 1 cluster (staging)"),
+        "{snapped}"
+    );
+    assert!(snapshots.join("dev.json").is_file() && snapshots.join("prod.json").is_file());
+    assert!(!snapshots.join("staging.json").exists());
+    assert!(
+        !std::fs::read_to_string(snapshots.join("dev.json"))
+            .expect("snapshot")
+            .contains(PASSWORD)
+    );
+    let from_snapshots = pullwarden(
+        &fleet,
+        &[
+            "plan",
+            ws,
+            "--live",
+            path_str(&snapshots),
+            "--cluster",
+            "dev",
+            "--cluster",
+            "prod",
+            "--detailed-exitcode",
+        ],
+    )
+    .await;
+    assert_eq!(from_snapshots.code, Some(0), "{from_snapshots}");
+    let all_from_snapshots =
+        pullwarden(&fleet, &["plan", ws, "--live", path_str(&snapshots)]).await;
+    assert_eq!(all_from_snapshots.code, Some(1), "{all_from_snapshots}");
+    assert!(
+        section(&all_from_snapshots.stdout, "staging")
+            .contains("error: no snapshot of cluster staging"),
+        "{all_from_snapshots}"
+    );
+
+    // Access, per cluster, on the declarations each gets.
+    let access = pullwarden(
+        &fleet,
+        &["access", ws, "--cluster", "dev", "--cluster", "prod"],
+    )
+    .await;
+    assert_eq!(access.code, Some(0), "{access}");
+    for name in ["dev", "prod"] {
+        assert!(
+            section(&access.stdout, name).contains("registry quay.io"),
+            "{name}: {access}"
+        );
+    }
+    let access_all = pullwarden(&fleet, &["access", ws]).await;
+    assert_eq!(access_all.code, Some(1), "{access_all}");
+    assert!(
+        section(&access_all.stdout, "staging").contains("error: "),
+        "{access_all}"
+    );
 }

@@ -52,6 +52,19 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
                 duration: args.lease_duration,
             }),
     };
+    // A fleet is refused before connecting (the controller refuses it too,
+    // on every reload); any other problem is the controller's to report.
+    let loaded = pullwarden_spec::load(
+        &args.path,
+        &pullwarden_spec::credentials::ProcessEnvironment,
+    );
+    if let Some(ws) = loaded.workspace.filter(|ws| !ws.clusters.is_empty()) {
+        out.error(&format!(
+            "pullwarden: workspace {} names clusters (spec.clusters); pullwarden run keeps one cluster and cannot tell which of them it is: use `pullwarden apply` for a fleet, or give run a workspace without spec.clusters",
+            pullwarden_core::render::safe(&ws.name)
+        ));
+        return Err(Failed);
+    }
     let rt = runtime(out)?;
     let client = connect(&rt, &args.cluster, out)?;
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel::<Log>();
@@ -76,9 +89,13 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
     match result {
         Ok(()) => Ok(()),
         Err(RunError::Workspace(problems)) => {
-            // The full reports, with their snippets.
-            let _ = super::load_resolved(&args.path, out);
-            if problems.is_empty() {
+            // The full reports, with their snippets; a workspace that loads
+            // but that run refuses (a fleet) has only its reasons.
+            if super::load_resolved(&args.path, out).is_ok() {
+                for problem in &problems {
+                    out.error(&format!("pullwarden: {problem}"));
+                }
+            } else if problems.is_empty() {
                 out.error("pullwarden: the workspace cannot be loaded");
             }
             Err(Failed)

@@ -46,6 +46,13 @@ pub fn load(path: &Path) -> Result<Loaded, Vec<String>> {
     }
     let warnings = loaded.problems.iter().map(line).collect();
     match loaded.workspace {
+        // One controller keeps one cluster: it cannot tell which of a
+        // fleet's clusters it runs in, so it would place every cluster's
+        // declarations here.
+        Some(workspace) if !workspace.clusters.is_empty() => Err(vec![format!(
+            "fleet_not_supported: workspace {} names clusters (spec.clusters); pullwarden run keeps one cluster and cannot tell which of them it is: use `pullwarden apply` for a fleet, or give run a workspace without spec.clusters",
+            workspace.name
+        )]),
         Some(workspace) => Ok(Loaded {
             workspace,
             registries,
