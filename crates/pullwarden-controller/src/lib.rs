@@ -14,6 +14,7 @@
 //! This crate prints nothing: it hands [`Log`] lines to the caller.
 
 mod backoff;
+mod credentials;
 mod events;
 pub mod lease;
 mod metrics;
@@ -137,6 +138,8 @@ enum Trigger {
     Resync,
     Leader,
     Backoff,
+    /// A `fromCommand` credential is due for a refresh.
+    Credentials,
 }
 
 impl Trigger {
@@ -148,6 +151,7 @@ impl Trigger {
             Self::Resync => "resync",
             Self::Leader => "leader",
             Self::Backoff => "backoff",
+            Self::Credentials => "credentials",
         }
     }
 }
@@ -183,6 +187,8 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
     }
     let metrics = Arc::new(Metrics::default());
     metrics.workspace(false);
+    // Short-lived credentials: their commands run again before they expire.
+    let mut refresher = credentials::Refresher::new(&current, config.resync, &metrics);
 
     // Shutdown: the first SIGTERM or SIGINT.
     let (stop_tx, stop_rx) = signal_watch::channel(false);
@@ -281,6 +287,12 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                 () = leadership.acquired() => {}
             }
             while trigger_rx.try_recv().is_ok() {}
+            // What this replica resolved may be older than what the last
+            // leader wrote: refresh before writing.
+            refresher.all_due();
+            refresher
+                .refresh_due(&mut current, &client, &metrics, &log)
+                .await;
             next = Some(Trigger::Leader);
         }
         let trigger = if let Some(t) = next.take() {
@@ -292,10 +304,21 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                 t = trigger_rx.recv() => match t { Some(t) => t, None => break },
                 _ = resync.tick() => Trigger::Resync,
                 () = sleep_until(wake), if wake.is_some() => Trigger::Backoff,
+                () = sleep_until(refresher.next_due()), if refresher.next_due().is_some() => Trigger::Credentials,
             }
         };
         if *stop.borrow() {
             break;
+        }
+        if trigger == Trigger::Credentials
+            && refresher
+                .refresh_due(&mut current, &client, &metrics, &log)
+                .await
+                .changed
+                .is_empty()
+        {
+            // Unchanged, or kept after a failure: nothing to write.
+            continue;
         }
         // Debounce: a burst of events is one reconcile, of what they touched.
         let mut reload = trigger == Trigger::Workspace;
@@ -333,6 +356,7 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                         log(Log::new(Level::Warn, format!("workspace: {warning}")));
                     }
                     current = loaded;
+                    refresher.reset(&current, &metrics);
                     backoff.clear();
                     metrics.workspace(false);
                 }

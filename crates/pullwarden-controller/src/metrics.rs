@@ -27,6 +27,10 @@ struct Counters {
     rewrites: BTreeMap<&'static str, u64>,
     /// None without leader election.
     leader: Option<bool>,
+    /// Registry → when its `fromCommand` credential expires (Unix seconds).
+    credential_expiry: BTreeMap<String, i64>,
+    /// Registry → refreshes of its `fromCommand` credential, by result.
+    credential_refreshes: BTreeMap<(String, &'static str), u64>,
 }
 
 /// Shared between the loop and the HTTP endpoint.
@@ -102,6 +106,27 @@ impl Metrics {
     }
 
     /// Ready without a reconcile: a standby replica.
+    /// A `fromCommand` credential's expiry (`None`: it printed none).
+    pub fn credential_expiry(&self, registry: &str, expires_at: Option<i64>) {
+        self.with(|c| match expires_at {
+            Some(at) => {
+                c.credential_expiry.insert(registry.to_owned(), at);
+            }
+            None => {
+                c.credential_expiry.remove(registry);
+            }
+        });
+    }
+
+    /// A refresh of a `fromCommand` credential: `ok`, or `failed`.
+    pub fn credential_refresh(&self, registry: &str, result: &'static str) {
+        self.with(|c| {
+            *c.credential_refreshes
+                .entry((registry.to_owned(), result))
+                .or_default() += 1;
+        });
+    }
+
     pub fn set_ready(&self) {
         self.ready.store(true, Ordering::SeqCst);
     }
@@ -166,6 +191,29 @@ impl Metrics {
             out.push_str("# HELP pullwarden_rewrites_total Writes of an object pullwarden had written shortly before (another writer undid it), by kind.\n# TYPE pullwarden_rewrites_total counter\n");
             for (kind, n) in &c.rewrites {
                 let _ = writeln!(out, "pullwarden_rewrites_total{{kind=\"{kind}\"}} {n}");
+            }
+            out.push_str("# HELP pullwarden_credential_expiry_timestamp_seconds When a registry's fromCommand credential in use expires (the expiresAt it printed), in Unix seconds.\n# TYPE pullwarden_credential_expiry_timestamp_seconds gauge\n");
+            for (registry, at) in &c.credential_expiry {
+                let _ = writeln!(
+                    out,
+                    "pullwarden_credential_expiry_timestamp_seconds{{registry=\"{registry}\"}} {at}"
+                );
+            }
+            out.push_str("# HELP pullwarden_credential_refreshes_total Refreshes of fromCommand credentials (the command run again), by registry and result.\n# TYPE pullwarden_credential_refreshes_total counter\n");
+            for ((registry, result), n) in &c.credential_refreshes {
+                let _ = writeln!(
+                    out,
+                    "pullwarden_credential_refreshes_total{{registry=\"{registry}\",result=\"{result}\"}} {n}"
+                );
+            }
+            out.push_str("# HELP pullwarden_credential_refresh_failures_total Failed refreshes of fromCommand credentials (the Secrets kept their value), by registry.\n# TYPE pullwarden_credential_refresh_failures_total counter\n");
+            for ((registry, result), n) in &c.credential_refreshes {
+                if *result == "failed" {
+                    let _ = writeln!(
+                        out,
+                        "pullwarden_credential_refresh_failures_total{{registry=\"{registry}\"}} {n}"
+                    );
+                }
             }
             if let Some(leader) = c.leader {
                 let _ = writeln!(

@@ -2,6 +2,14 @@
 //! `GET /token?service=…&scope=…`, per-user access rules, ES256 JWTs with a
 //! `kid` the registry finds in a JWKS file.
 //!
+//! It also issues short-lived passwords, as a cloud registry's token service
+//! does (ECR's `GetAuthorizationToken`, say): `GET /issue?ttl=SECONDS` with a
+//! known user's Basic auth answers `{"username", "password", "expiresAt"}`
+//! (RFC 3339), and `/token` accepts that password for that user until
+//! `expiresAt` and refuses it (401) from then on. distribution itself accepts
+//! a bearer token up to 60 s past its `exp`, so an expired credential shows
+//! here, where a client logs in.
+//!
 //! It runs on its own thread and runtime, so it outlives any one test's
 //! runtime and stops when its [`TokenServer`] is dropped (or the process ends).
 
@@ -53,6 +61,8 @@ struct State {
     issuer: String,
     signer: Signer,
     log: Mutex<Vec<TokenRequest>>,
+    /// Issued password → (user, valid until).
+    issued: Mutex<BTreeMap<String, (String, SystemTime)>>,
 }
 
 /// A running token server.
@@ -89,6 +99,7 @@ impl TokenServer {
             issuer: issuer.to_owned(),
             signer,
             log: Mutex::new(Vec::new()),
+            issued: Mutex::new(BTreeMap::new()),
         });
         let tls = tls_acceptor(serving.0, serving.1)?;
         let listener = std::net::TcpListener::bind("127.0.0.1:0")?;
@@ -141,6 +152,12 @@ impl TokenServer {
         &self.url
     }
 
+    /// The endpoint issuing short-lived passwords (`GET ?ttl=SECONDS`, a
+    /// known user's Basic auth).
+    pub fn issue_url(&self) -> String {
+        self.url.replace("/token", "/issue")
+    }
+
     /// Every request answered so far, oldest first.
     pub fn requests(&self) -> Vec<TokenRequest> {
         self.state.log.lock().expect("token log").clone()
@@ -187,6 +204,9 @@ impl State {
         }
         let basic = basic_auth(request);
         let user = basic.as_ref().map(|(u, _)| u.clone());
+        if request.uri().path() == "/issue" {
+            return self.issue(request);
+        }
         let (status, body) = if request.uri().path() != "/token" {
             (
                 StatusCode::NOT_FOUND,
@@ -199,6 +219,7 @@ impl State {
             )
         } else if let Some((name, password)) = &basic
             && self.users.get(name) != Some(password)
+            && !self.issued_valid(name, password)
         {
             (
                 StatusCode::UNAUTHORIZED,
@@ -240,6 +261,54 @@ impl State {
         response
             .body(Full::new(Bytes::from(body)))
             .expect("token response")
+    }
+
+    /// Whether `password` was issued to `user` and has not expired.
+    fn issued_valid(&self, user: &str, password: &str) -> bool {
+        self.issued
+            .lock()
+            .expect("issued passwords")
+            .get(password)
+            .is_some_and(|(owner, until)| owner == user && SystemTime::now() < *until)
+    }
+
+    /// `GET /issue?ttl=SECONDS`: a new password for the Basic-auth user,
+    /// valid `ttl` seconds (default 20).
+    fn issue(&self, request: &Request<Incoming>) -> Response<Full<Bytes>> {
+        let ttl = form_urlencoded::parse(request.uri().query().unwrap_or("").as_bytes())
+            .find(|(k, _)| k == "ttl")
+            .and_then(|(_, v)| v.parse::<u64>().ok())
+            .unwrap_or(20);
+        let (status, body) = match basic_auth(request) {
+            Some((name, password)) if self.users.get(&name) == Some(&password) => {
+                let until = SystemTime::now() + Duration::from_secs(ttl);
+                let issued = format!("issued-{:032x}", rand::random::<u128>());
+                self.issued
+                    .lock()
+                    .expect("issued passwords")
+                    .insert(issued.clone(), (name.clone(), until));
+                let expires = until
+                    .duration_since(UNIX_EPOCH)
+                    .ok()
+                    .and_then(|d| i64::try_from(d.as_secs()).ok())
+                    .and_then(|s| k8s_openapi::jiff::Timestamp::from_second(s).ok())
+                    .map(|t| t.to_string())
+                    .unwrap_or_default();
+                (
+                    StatusCode::OK,
+                    json!({"username": name, "password": issued, "expiresAt": expires}).to_string(),
+                )
+            }
+            _ => (
+                StatusCode::UNAUTHORIZED,
+                error_body("UNAUTHORIZED", "authentication failed"),
+            ),
+        };
+        Response::builder()
+            .status(status)
+            .header("content-type", "application/json")
+            .body(Full::new(Bytes::from(body)))
+            .expect("issue response")
     }
 
     /// The access entries `subject` gets for `scopes`: each requested

@@ -1,0 +1,537 @@
+//! Short-lived registry credentials (`fromCommand`) under `pullwarden run`,
+//! against the real control plane and a real registry: a credential rotated by
+//! changing what the command prints reaches every namespace, a failing
+//! command keeps the Secrets as they are (with a metric and Events); and a
+//! token the test registry's token server stops accepting after 20 s is
+//! refreshed before `can-pull --probe` ever fails. Every test is named
+//! `cluster_*`: `scripts/test.sh` counts them.
+#![allow(clippy::print_stderr)] // what was measured is reported
+
+use std::collections::BTreeSet;
+use std::path::Path;
+use std::process::Stdio;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use k8s_openapi::api::core::v1::{Event, Secret, ServiceAccount};
+use kube::api::{Api, ListParams, ObjectMeta, PostParams};
+use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _, AsyncWriteExt as _, BufReader};
+
+mod common;
+
+use common::{binary, path_str};
+use pullwarden_testenv::{ADMIN_CONTEXT, AccessRule, Registry, TestEnv, User, unique_name};
+
+/// `pullwarden run --allow-commands` as a child process, its stderr kept.
+struct Running {
+    child: tokio::process::Child,
+    lines: Arc<Mutex<Vec<String>>>,
+}
+
+impl Running {
+    fn start(env: &TestEnv, dir: &Path) -> Running {
+        let mut child = tokio::process::Command::new(binary())
+            .args([
+                "--allow-commands",
+                "run",
+                path_str(dir),
+                "--kubeconfig",
+                path_str(env.kubeconfig()),
+                "--context",
+                ADMIN_CONTEXT,
+                "--metrics-addr",
+                "127.0.0.1:0",
+            ])
+            .env("NO_COLOR", "1")
+            .env_remove("KUBECONFIG")
+            .env_remove("PULLWARDEN_ALLOW_COMMANDS")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("spawn pullwarden run");
+        let stderr = child.stderr.take().expect("stderr");
+        let lines = Arc::new(Mutex::new(Vec::new()));
+        let sink = lines.clone();
+        tokio::spawn(async move {
+            let mut reader = BufReader::new(stderr).lines();
+            while let Ok(Some(line)) = reader.next_line().await {
+                sink.lock().unwrap().push(line);
+            }
+        });
+        Running { child, lines }
+    }
+
+    fn log(&self) -> String {
+        self.lines.lock().unwrap().join("\n")
+    }
+
+    fn metrics_addr(&self) -> String {
+        let log = self.log();
+        let line = log
+            .lines()
+            .find(|l| l.contains("serving /metrics"))
+            .unwrap_or_else(|| panic!("no metrics line; log:\n{log}"));
+        line.split("addr=")
+            .nth(1)
+            .expect("addr=")
+            .split_whitespace()
+            .next()
+            .expect("address")
+            .to_owned()
+    }
+
+    async fn metrics(&self) -> String {
+        let mut stream = tokio::net::TcpStream::connect(self.metrics_addr())
+            .await
+            .expect("connect /metrics");
+        stream
+            .write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            .await
+            .expect("request");
+        let mut body = String::new();
+        stream.read_to_string(&mut body).await.expect("response");
+        body
+    }
+
+    async fn stop(mut self) -> String {
+        let pid = self.child.id().expect("pid").to_string();
+        let _ = tokio::process::Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .await;
+        let status = tokio::time::timeout(Duration::from_secs(20), self.child.wait())
+            .await
+            .expect("run exits after SIGTERM")
+            .expect("wait");
+        assert_eq!(status.code(), Some(0), "{}", self.log());
+        self.log()
+    }
+}
+
+/// The password of `server`'s entry in a docker-config Secret (test only:
+/// compared, never printed).
+fn password_in(secret: &Secret, server: &str) -> Option<String> {
+    let data = secret.data.as_ref()?.get(".dockerconfigjson")?;
+    let config: serde_json::Value = serde_json::from_slice(&data.0).ok()?;
+    config["auths"][server]["password"]
+        .as_str()
+        .map(str::to_owned)
+}
+
+async fn passwords(
+    env: &TestEnv,
+    namespaces: &[String],
+    name: &str,
+    server: &str,
+) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let secret = Api::<Secret>::namespaced(env.admin(), ns)
+            .get_opt(name)
+            .await
+            .expect("get secret");
+        out.push(secret.and_then(|s| password_in(&s, server)));
+    }
+    out
+}
+
+/// Waits until every namespace's Secret holds `password`.
+async fn wait_for_password(
+    env: &TestEnv,
+    running: &Running,
+    namespaces: &[String],
+    password: &str,
+    limit: Duration,
+) {
+    let deadline = Instant::now() + limit;
+    loop {
+        let now = passwords(env, namespaces, "cmd-pull", "registry.example.com").await;
+        if now.iter().all(|p| p.as_deref() == Some(password)) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not every namespace got the value within {limit:?} ({} of {}); log:\n{}",
+            now.iter()
+                .filter(|p| p.as_deref() == Some(password))
+                .count(),
+            namespaces.len(),
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+fn rfc3339_in(seconds: u64) -> (String, i64) {
+    let at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + seconds;
+    let at = i64::try_from(at).unwrap();
+    (
+        k8s_openapi::jiff::Timestamp::from_second(at)
+            .unwrap()
+            .to_string(),
+        at,
+    )
+}
+
+fn write_token(dir: &Path, password: &str, expires: &str) {
+    // Written whole, then renamed: the command never reads half a file.
+    let tmp = dir.join(".token.json.tmp");
+    std::fs::write(
+        &tmp,
+        format!(r#"{{"username": "robot", "password": "{password}", "expiresAt": "{expires}"}}"#),
+    )
+    .unwrap();
+    std::fs::rename(tmp, dir.join("token.json")).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_fans_a_rotated_command_credential_out_and_keeps_it_when_the_command_fails() {
+    const FIRST: &str = "Cmd-Canary-First-5b1e";
+    const ROTATED: &str = "Cmd-Canary-Rotated-9d3c";
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("pw-cred");
+    let namespaces: Vec<String> = (0..4).map(|i| format!("{prefix}-{i}")).collect();
+    for ns in &namespaces {
+        env.create_project(ns).await.expect("namespace");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // What the command prints lives outside the workspace folder: a change
+    // there is not a workspace change (which would reload and re-run it).
+    let tokens = tempfile::tempdir().unwrap();
+    let token_file = tokens.path().join("token.json");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {prefix}}}
+spec:
+  namespaces: {{include: [\"{prefix}-*\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: cmd}}
+spec:
+  server: registry.example.com
+  password:
+    fromCommand:
+      command: [cat, \"{token}\"]
+      timeout: 5s
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: cmd-pull}}
+spec:
+  registries: [cmd]
+  namespaces: [\"{prefix}-*\"]
+",
+            token = path_str(&token_file),
+        ),
+    )
+    .unwrap();
+    // Valid 15 s: refreshed about 12 s after it was read.
+    let (expires, _) = rfc3339_in(15);
+    write_token(tokens.path(), FIRST, &expires);
+    let running = Running::start(env, dir.path());
+    wait_for_password(env, &running, &namespaces, FIRST, Duration::from_secs(30)).await;
+
+    // The command now prints another password: it reaches every namespace at
+    // the refresh, with no other trigger.
+    let (expires, rotated_expiry) = rfc3339_in(15);
+    write_token(tokens.path(), ROTATED, &expires);
+    let rotated_at = Instant::now();
+    wait_for_password(env, &running, &namespaces, ROTATED, Duration::from_secs(30)).await;
+    let took = rotated_at.elapsed();
+    assert!(
+        running.log().contains("credential refreshed") && running.log().contains("changed=true"),
+        "{}",
+        running.log()
+    );
+    let metrics = running.metrics().await;
+    assert!(
+        metrics.contains(&format!(
+            "pullwarden_credential_expiry_timestamp_seconds{{registry=\"cmd\"}} {rotated_expiry}"
+        )),
+        "{metrics}"
+    );
+
+    // The command fails from now on: the Secrets keep the rotated value, a
+    // metric counts the failure and each Secret gets a Warning Event.
+    std::fs::remove_file(&token_file).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let metrics = running.metrics().await;
+        if metrics.contains("pullwarden_credential_refresh_failures_total{registry=\"cmd\"}") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "no failed refresh within 30 s: {metrics}\nlog:\n{}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    // Past the rotated value's expiry and a few retries: still there, never blanked.
+    tokio::time::sleep(Duration::from_secs(6)).await;
+    let kept = passwords(env, &namespaces, "cmd-pull", "registry.example.com").await;
+    assert!(
+        kept.iter().all(|p| p.as_deref() == Some(ROTATED)),
+        "a failed refresh changed a Secret; log:\n{}",
+        running.log()
+    );
+    let mut events = Vec::new();
+    for ns in &namespaces {
+        let listed = Api::<Event>::namespaced(env.admin(), ns)
+            .list(&ListParams::default())
+            .await
+            .expect("events");
+        let found: Vec<Event> = listed
+            .items
+            .into_iter()
+            .filter(|e| e.reason.as_deref() == Some("CredentialRefreshFailed"))
+            .collect();
+        assert_eq!(found.len(), 1, "{ns}: {found:?}");
+        let event = &found[0];
+        assert_eq!(event.type_.as_deref(), Some("Warning"));
+        assert_eq!(event.involved_object.kind.as_deref(), Some("Secret"));
+        assert_eq!(event.involved_object.name.as_deref(), Some("cmd-pull"));
+        events.push(event.message.clone().unwrap_or_default());
+    }
+    assert!(
+        events[0].contains("Registry cmd") && events[0].contains("exit status 1"),
+        "{}",
+        events[0]
+    );
+    let final_metrics = running.metrics().await;
+    let log = running.stop().await;
+    assert!(log.contains("cannot refresh the credential"), "{log}");
+    for text in events.iter().chain([&log, &final_metrics]) {
+        for secret in [FIRST, ROTATED] {
+            assert!(!text.contains(secret), "a password in the output:\n{text}");
+            let encoded =
+                base64::engine::general_purpose::STANDARD.encode(format!("robot:{secret}"));
+            assert!(
+                !text.contains(&encoded),
+                "an auth value in the output:\n{text}"
+            );
+        }
+    }
+    eprintln!(
+        "rotation reached {} namespaces {took:?} after the command's output changed",
+        namespaces.len()
+    );
+}
+
+async fn service_account(env: &TestEnv, ns: &str, name: &str) {
+    let sa = ServiceAccount {
+        metadata: ObjectMeta {
+            name: Some(name.into()),
+            ..ObjectMeta::default()
+        },
+        ..ServiceAccount::default()
+    };
+    Api::<ServiceAccount>::namespaced(env.admin(), ns)
+        .create(&PostParams::default(), &sa)
+        .await
+        .expect("create sa");
+}
+
+/// `can-pull IMAGE --service-account SA --probe`: its exit code and output.
+async fn probe(env: &TestEnv, image: &str, sa: &str, ca: &str) -> common::Run {
+    common::pullwarden_admin(
+        env,
+        &[
+            "can-pull",
+            image,
+            "--service-account",
+            sa,
+            "--probe",
+            "--registry-ca",
+            ca,
+        ],
+        &[],
+    )
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_refreshes_a_20s_token_before_can_pull_probe_fails() {
+    const ROBOT_KEY: &str = "long-lived-robot-key-c0ffee";
+    const TTL: u64 = 20;
+    let env = TestEnv::shared().await;
+    let registry = Registry::start_token(
+        &[User::new("robot", ROBOT_KEY)],
+        &[AccessRule::pull("robot", "team/*")],
+        Duration::from_secs(60),
+    )
+    .await
+    .expect("registry");
+    registry
+        .push_tiny_image("team/app", "v1")
+        .await
+        .expect("push");
+    let issue_url = registry.token_server().expect("token auth").issue_url();
+    let ca = path_str(registry.ca_file()).to_owned();
+    let image = format!("{}/team/app:v1", registry.host());
+
+    let ns = unique_name("pw-token");
+    let control = unique_name("pw-token-ctl");
+    for namespace in [&ns, &control] {
+        env.create_project(namespace).await.expect("namespace");
+        service_account(env, namespace, "app").await;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // The command logs in with the long-lived key and prints a password valid
+    // 20 s (JSON: username, password, expiresAt), as `aws ecr
+    // get-authorization-token` does for 12 hours.
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {ns}}}
+spec:
+  namespaces: {{include: [\"{ns}\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: short}}
+spec:
+  server: \"{host}\"
+  password:
+    fromCommand:
+      command: [curl, --silent, --show-error, --fail, --cacert, \"{ca}\", --user, \"robot:{ROBOT_KEY}\", \"{issue_url}?ttl={TTL}\"]
+      timeout: 10s
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: short-pull}}
+spec:
+  registries: [short]
+  namespaces: [\"{ns}\"]
+  serviceAccounts: [{{name: app}}]
+",
+            host = registry.host(),
+        ),
+    )
+    .unwrap();
+    let running = Running::start(env, dir.path());
+    let secrets = Api::<Secret>::namespaced(env.admin(), &ns);
+    let sa = format!("{ns}/app");
+    // Linked and pullable.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let first = loop {
+        let secret = secrets.get_opt("short-pull").await.expect("get");
+        let linked = Api::<ServiceAccount>::namespaced(env.admin(), &ns)
+            .get("app")
+            .await
+            .expect("sa")
+            .image_pull_secrets
+            .is_some_and(|l| l.iter().any(|r| r.name == "short-pull"));
+        if let (Some(secret), true) = (secret, linked) {
+            break secret;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "not linked in 30 s; log:\n{}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let started = Instant::now();
+    let first_password = password_in(&first, registry.host()).expect("a password");
+
+    // The control: the first credential, copied into another namespace where
+    // nothing refreshes it. Once it expired, the same probe must fail there.
+    let copy = Secret {
+        metadata: ObjectMeta {
+            name: Some("frozen-pull".into()),
+            ..ObjectMeta::default()
+        },
+        type_: first.type_.clone(),
+        data: first.data.clone(),
+        ..Secret::default()
+    };
+    Api::<Secret>::namespaced(env.admin(), &control)
+        .create(&PostParams::default(), &copy)
+        .await
+        .expect("control secret");
+    let mut app = Api::<ServiceAccount>::namespaced(env.admin(), &control)
+        .get("app")
+        .await
+        .expect("control sa");
+    app.image_pull_secrets = Some(vec![k8s_openapi::api::core::v1::LocalObjectReference {
+        name: "frozen-pull".into(),
+    }]);
+    Api::<ServiceAccount>::namespaced(env.admin(), &control)
+        .replace("app", &PostParams::default(), &app)
+        .await
+        .expect("link control sa");
+    let control_sa = format!("{control}/app");
+    let before = probe(env, &image, &control_sa, &ca).await;
+    assert_eq!(
+        before.code,
+        Some(0),
+        "the control pulls while its credential is fresh: {before}"
+    );
+
+    // Probe every 2 s for 2.5 lifetimes: it must never fail.
+    let mut seen = BTreeSet::from([first_password.clone()]);
+    let mut probes = 0;
+    while started.elapsed() < Duration::from_secs(TTL * 5 / 2) {
+        let run = probe(env, &image, &sa, &ca).await;
+        probes += 1;
+        assert_eq!(
+            run.code,
+            Some(0),
+            "can-pull --probe failed {:?} after the first token; {run}\nlog:\n{}",
+            started.elapsed(),
+            running.log()
+        );
+        if let Some(secret) = secrets.get_opt("short-pull").await.expect("get")
+            && let Some(password) = password_in(&secret, registry.host())
+        {
+            seen.insert(password);
+        }
+        tokio::time::sleep(Duration::from_secs(2)).await;
+    }
+    // The control's credential is the first one, long expired: refused.
+    let after = probe(env, &image, &control_sa, &ca).await;
+    assert_eq!(
+        after.code,
+        Some(2),
+        "an expired credential must not pull: {after}"
+    );
+    assert!(after.stdout.contains("rejected"), "{after}");
+    // Refreshed at least twice in 50 s of 20 s tokens.
+    assert!(
+        seen.len() >= 3,
+        "only {} distinct passwords in {:?}; log:\n{}",
+        seen.len(),
+        started.elapsed(),
+        running.log()
+    );
+    let log = running.stop().await;
+    for password in &seen {
+        assert!(
+            !log.contains(password.as_str()),
+            "a password in the log:\n{log}"
+        );
+        assert!(
+            !after.stdout.contains(password.as_str()) && !after.stderr.contains(password.as_str())
+        );
+    }
+    assert!(!log.contains(ROBOT_KEY), "the key in the log");
+    eprintln!(
+        "{probes} probes over {:?} all pulled; {} distinct 20 s passwords; the frozen first one was refused",
+        started.elapsed(),
+        seen.len()
+    );
+}
