@@ -1788,7 +1788,18 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
             targets.insert(target, cluster);
         }
     }
-    let names: Vec<&str> = seen.keys().copied().collect();
+    // In declaration order, each once; help texts show at most 20.
+    let mut names: Vec<&str> = Vec::new();
+    for cluster in &ws.clusters {
+        if !names.contains(&cluster.name.as_str()) {
+            names.push(&cluster.name);
+        }
+    }
+    let declared = if names.len() > 20 {
+        format!("{} and {} more", names[..20].join(", "), names.len() - 20)
+    } else {
+        names.join(", ")
+    };
     let limited = ws
         .pull_secrets
         .iter()
@@ -1831,7 +1842,7 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
                     .at(&limit.origin, "unknown cluster");
                     problem = match suggest(cluster, &names) {
                         Some(s) => problem.help(format!("did you mean `{s}`?")),
-                        None => problem.help(format!("declared clusters: {}", names.join(", "))),
+                        None => problem.help(format!("declared clusters: {declared}")),
                     };
                     problems.push(problem);
                 }
@@ -1865,8 +1876,7 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
                 };
             }
             problems.push(problem.help(format!(
-                "declared clusters: {}; a selector matches the clusters' `labels`",
-                names.join(", ")
+                "declared clusters: {declared}; a selector matches the clusters' `labels`"
             )));
         } else {
             for limit in unmatched {
@@ -1880,8 +1890,7 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
                     )
                     .at(&limit.origin, "matches no cluster")
                     .help(format!(
-                        "declared clusters: {}; a selector matches the clusters' `labels`",
-                        names.join(", ")
+                        "declared clusters: {declared}; a selector matches the clusters' `labels`"
                     )),
                 );
             }
@@ -2054,6 +2063,18 @@ spec: {server: quay.io, username: robot, password: {fromEnv: QUAY_TOKEN}}
         assert_eq!(
             problems(&loaded),
             [(crate::diag::codes::NO_CLUSTER_CHOSEN, false, 25)]
+        );
+        let problem = &loaded.problems[0];
+        assert_eq!(
+            problem.help.as_deref(),
+            Some(
+                "declared clusters: prod-eu, prod-us, dev; a selector matches the clusters' `labels`"
+            )
+        );
+        assert_eq!(
+            (problem.primary.is_some(), problem.secondary.len()),
+            (true, 1),
+            "both entries are pointed at"
         );
         let ws = loaded.workspace.unwrap();
         assert_eq!(
