@@ -1,7 +1,8 @@
 //! Short-lived registry credentials (`fromCommand`) under `pullwarden run`,
 //! against the real control plane and a real registry: a credential rotated by
 //! changing what the command prints reaches every namespace, a failing
-//! command keeps the Secrets as they are (with a metric and Events); and a
+//! command keeps the Secrets as they are (with a metric and Events), and a
+//! workspace reload that failed on the command is retried once it works; and a
 //! token the test registry's token server stops accepting after 20 s is
 //! refreshed before `can-pull --probe` ever fails. Every test is named
 //! `cluster_*`: `scripts/test.sh` counts them.
@@ -195,6 +196,7 @@ fn write_token(dir: &Path, password: &str, expires: &str) {
 async fn cluster_run_fans_a_rotated_command_credential_out_and_keeps_it_when_the_command_fails() {
     const FIRST: &str = "Cmd-Canary-First-5b1e";
     const ROTATED: &str = "Cmd-Canary-Rotated-9d3c";
+    const THIRD: &str = "Cmd-Canary-Third-44e0";
     let env = TestEnv::shared().await;
     let prefix = unique_name("pw-cred");
     let namespaces: Vec<String> = (0..4).map(|i| format!("{prefix}-{i}")).collect();
@@ -309,11 +311,56 @@ spec:
         "{}",
         events[0]
     );
+
+    // A workspace change while the command fails cannot load (the last good
+    // one stays); once the command works again the reload is retried without
+    // any further file change, and the new PullSecret appears everywhere.
+    let workspace = std::fs::read_to_string(dir.path().join("workspace.yaml")).unwrap();
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "{workspace}---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: cmd-pull-2}}
+spec:
+  registries: [cmd]
+  namespaces: [\"{prefix}-*\"]
+"
+        ),
+    )
+    .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !running.log().contains("keeping the last good one") {
+        assert!(
+            Instant::now() < deadline,
+            "the reload did not fail: {}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let (expires, _) = rfc3339_in(600);
+    write_token(tokens.path(), THIRD, &expires);
+    let deadline = Instant::now() + Duration::from_secs(50);
+    loop {
+        let second = passwords(env, &namespaces, "cmd-pull-2", "registry.example.com").await;
+        if second.iter().all(|p| p.as_deref() == Some(THIRD)) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the reload was not retried: {second:?}; log:\n{}",
+            running.log()
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+    wait_for_password(env, &running, &namespaces, THIRD, Duration::from_secs(5)).await;
+
     let final_metrics = running.metrics().await;
     let log = running.stop().await;
     assert!(log.contains("cannot refresh the credential"), "{log}");
     for text in events.iter().chain([&log, &final_metrics]) {
-        for secret in [FIRST, ROTATED] {
+        for secret in [FIRST, ROTATED, THIRD] {
             assert!(!text.contains(secret), "a password in the output:\n{text}");
             let encoded =
                 base64::engine::general_purpose::STANDARD.encode(format!("robot:{secret}"));

@@ -56,6 +56,17 @@ pub(crate) fn retry_after(failures: u32) -> Duration {
     doubled.min(MAX_RETRY)
 }
 
+/// How long a reload that failed on a credential command waits to try again.
+pub(crate) const RELOAD_RETRY: Duration = Duration::from_secs(30);
+
+/// Whether a failed load may succeed without any file changing: a
+/// credential command failed (the lines are `workspace::load`'s).
+pub(crate) fn transient(problems: &[String]) -> bool {
+    problems
+        .iter()
+        .any(|p| p.starts_with("pullwarden::spec::credential_command:"))
+}
+
 fn unix_now() -> i64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -354,6 +365,20 @@ mod tests {
         let delays: Vec<u64> = (1..=10).map(|n| retry_after(n).as_secs()).collect();
         assert_eq!(delays, [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]);
         assert_eq!(retry_after(u32::MAX), MAX_RETRY);
+    }
+
+    #[test]
+    fn only_a_failed_command_makes_a_failed_reload_worth_retrying() {
+        assert!(transient(&[
+            "pullwarden::spec::yaml_syntax: x (w.yaml)".to_owned(),
+            "pullwarden::spec::credential_command: Registry `ecr`: the password command: `aws` failed (exit status 1); its output is not shown (w.yaml)".to_owned(),
+        ]));
+        assert!(!transient(&[
+            "pullwarden::spec::yaml_syntax: x (w.yaml)".to_owned()
+        ]));
+        assert!(!transient(&[
+            "pullwarden::spec::command_not_allowed: Registry `ecr`: ... (w.yaml)".to_owned()
+        ]));
     }
 
     #[test]

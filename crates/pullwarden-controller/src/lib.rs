@@ -371,6 +371,15 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                         "the workspace on disk has errors; keeping the last good one",
                     )
                     .field("workspace", &current.workspace.name));
+                    // A credential command that failed may work later: the folder
+                    // did not change, so nothing else would try again.
+                    if credentials::transient(&problems) {
+                        let tx = trigger_tx.clone();
+                        tokio::spawn(async move {
+                            tokio::time::sleep(credentials::RELOAD_RETRY).await;
+                            let _ = tx.send(Trigger::Workspace);
+                        });
+                    }
                 }
             }
         }
