@@ -891,14 +891,33 @@ fn declarations(
             .to_string()
     };
     let mut out = BTreeMap::new();
-    out.insert(
-        ("Workspace".to_owned(), ws.name.clone()),
-        BTreeMap::from([
-            ("namespaces.include".to_owned(), patterns(&ws.scope.include)),
-            ("namespaces.exclude".to_owned(), patterns(&ws.scope.exclude)),
-            ("prune".to_owned(), ws.prune.to_string()),
-        ]),
-    );
+    let mut workspace = BTreeMap::from([
+        ("namespaces.include".to_owned(), patterns(&ws.scope.include)),
+        ("namespaces.exclude".to_owned(), patterns(&ws.scope.exclude)),
+        ("prune".to_owned(), ws.prune.to_string()),
+    ]);
+    // A fleet's clusters and cluster limits are fields only where written,
+    // so that a single-cluster workspace's fields stay as they were.
+    if !ws.clusters.is_empty() {
+        let clusters: Vec<String> = ws
+            .clusters
+            .iter()
+            .map(|c| {
+                let mut parts = vec![format!("context {}", c.context)];
+                if let Some(path) = &c.kubeconfig {
+                    parts.push(format!("kubeconfig {}", shown(path)));
+                }
+                if !c.labels.is_empty() {
+                    let labels: Vec<String> =
+                        c.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                    parts.push(format!("labels {}", labels.join(",")));
+                }
+                format!("{} ({})", c.name, parts.join("; "))
+            })
+            .collect();
+        workspace.insert("clusters".to_owned(), format!("[{}]", clusters.join(", ")));
+    }
+    out.insert(("Workspace".to_owned(), ws.name.clone()), workspace);
     for registry in ws.registries.values() {
         let mut fields = BTreeMap::new();
         match &registry.source {
@@ -957,25 +976,26 @@ fn declarations(
                 )
             })
             .collect();
-        out.insert(
-            ("PullSecret".to_owned(), secret.name.clone()),
-            BTreeMap::from([
-                ("format".to_owned(), secret.format.secret_type().to_owned()),
-                (
-                    "registries".to_owned(),
-                    format!("[{}]", registries.join(", ")),
-                ),
-                ("namespaces".to_owned(), patterns(&secret.namespaces)),
-                (
-                    "excludeNamespaces".to_owned(),
-                    patterns(&secret.exclude_namespaces),
-                ),
-                (
-                    "serviceAccounts".to_owned(),
-                    format!("[{}]", accounts.join(", ")),
-                ),
-            ]),
-        );
+        let mut fields = BTreeMap::from([
+            ("format".to_owned(), secret.format.secret_type().to_owned()),
+            (
+                "registries".to_owned(),
+                format!("[{}]", registries.join(", ")),
+            ),
+            ("namespaces".to_owned(), patterns(&secret.namespaces)),
+            (
+                "excludeNamespaces".to_owned(),
+                patterns(&secret.exclude_namespaces),
+            ),
+            (
+                "serviceAccounts".to_owned(),
+                format!("[{}]", accounts.join(", ")),
+            ),
+        ]);
+        if !secret.clusters.is_empty() {
+            fields.insert("clusters".to_owned(), patterns(&secret.clusters));
+        }
+        out.insert(("PullSecret".to_owned(), secret.name.clone()), fields);
     }
     for grant in &ws.pull_grants {
         let to: Vec<String> = grant
@@ -992,14 +1012,15 @@ fn declarations(
                 WorkspaceSubject::User(user) => format!("user {user}"),
             })
             .collect();
-        out.insert(
-            ("PullGrant".to_owned(), grant.name.clone()),
-            BTreeMap::from([
-                ("role".to_owned(), grant.role.value.clone()),
-                ("namespaces".to_owned(), patterns(&grant.namespaces)),
-                ("to".to_owned(), format!("[{}]", to.join(", "))),
-            ]),
-        );
+        let mut fields = BTreeMap::from([
+            ("role".to_owned(), grant.role.value.clone()),
+            ("namespaces".to_owned(), patterns(&grant.namespaces)),
+            ("to".to_owned(), format!("[{}]", to.join(", "))),
+        ]);
+        if !grant.clusters.is_empty() {
+            fields.insert("clusters".to_owned(), patterns(&grant.clusters));
+        }
+        out.insert(("PullGrant".to_owned(), grant.name.clone()), fields);
     }
     out
 }
@@ -1705,5 +1726,61 @@ mod tests {
         assert!(filter.keeps_pull(&pull(AccessKind::Registry, "quay.io")));
         assert!(!filter.keeps_pull(&pull(AccessKind::Registry, "docker.io")));
         assert!(!filter.keeps_pull(&pull(AccessKind::Project, "project-a")));
+    }
+
+    #[test]
+    fn declaration_diff_shows_clusters_and_cluster_limits_only_where_written() {
+        let grant = |clusters: &[&str]| PullGrant {
+            name: "g".into(),
+            origin: at(()).origin,
+            role: at("system:image-puller".into()),
+            namespaces: vec![at(NamespacePattern::parse("project-b").unwrap())],
+            to: vec![at(WorkspaceSubject::Group("devs".into()))],
+            clusters: clusters
+                .iter()
+                .map(|c| at(NamespacePattern::parse(c).unwrap()))
+                .collect(),
+        };
+        let root = std::path::Path::new("/ws");
+        let base = workspace(vec![grant(&[])]);
+        // A single-cluster workspace has no `clusters` field at all.
+        let fields = &declarations(&base, root)[&("PullGrant".to_owned(), "g".to_owned())];
+        assert!(!fields.contains_key("clusters"));
+        let mut head = workspace(vec![grant(&["prod-*"])]);
+        head.clusters.push(crate::model::Cluster {
+            name: "prod-eu".into(),
+            origin: at(()).origin,
+            context: "admin@prod-eu".into(),
+            kubeconfig: Some("/ws/kube/eu.yaml".into()),
+            labels: BTreeMap::from([("env".to_owned(), "prod".to_owned())]),
+        });
+        let diff = declaration_diff(&base, root, &head, root);
+        let changes: Vec<(&str, &str, &str, &str)> = diff
+            .changed
+            .iter()
+            .flat_map(|c| {
+                c.fields.iter().map(move |f| {
+                    (
+                        c.kind.as_str(),
+                        f.field.as_str(),
+                        f.before.as_str(),
+                        f.after.as_str(),
+                    )
+                })
+            })
+            .collect();
+        assert_eq!(
+            changes,
+            [
+                ("PullGrant", "clusters", "(none)", "[prod-*]"),
+                (
+                    "Workspace",
+                    "clusters",
+                    "(none)",
+                    "[prod-eu (context admin@prod-eu; kubeconfig kube/eu.yaml; labels env=prod)]"
+                ),
+            ]
+        );
+        assert!(declaration_diff(&head, root, &head, root).is_empty());
     }
 }
