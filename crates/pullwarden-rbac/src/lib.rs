@@ -138,7 +138,9 @@ pub use authorize::{
     Allowed, Authorizer, BindingRef, Decision, MissingRole, rule_allows, subject_applies,
 };
 pub use diff::{AccessChange, AccessDiff};
-pub use matrix::{AccessMatrix, Grant, PullAccess, PullIndex, PullSubject, Streams, pull_streams};
+pub use matrix::{
+    AccessMatrix, Grant, PullAccess, PullIndex, PullSubject, Streams, SubjectNames, pull_streams,
+};
 pub use model::{
     ClusterRole, ClusterRoleBinding, IMAGE_API_GROUP, Policy, PolicyRule, ResourceRequest, Role,
     RoleBinding, RoleRef, Subject, UserInfo, service_account_groups, service_account_user_name,

@@ -64,6 +64,30 @@ impl PullSubject {
     }
 }
 
+/// The user and group names some bindings' subjects match: which
+/// [`PullSubject`]s those bindings can apply to, without evaluating them.
+#[derive(Clone, Debug, Default)]
+pub struct SubjectNames {
+    keys: HashSet<SubjectKey>,
+}
+
+impl SubjectNames {
+    /// Adds the subjects of one binding (`binding_namespace`: the
+    /// RoleBinding's namespace, `""` for a `ClusterRoleBinding`), as the
+    /// authorizer matches them.
+    pub fn add_binding(&mut self, subjects: &[Subject], binding_namespace: &str) {
+        self.keys
+            .extend(subjects.iter().filter_map(|s| s.key(binding_namespace)));
+    }
+
+    /// Whether one of the added subjects matches `subject`'s user name or
+    /// one of its groups (for [`PullSubject::AllServiceAccountsIn`], its
+    /// groups only).
+    pub fn applies_to(&self, subject: &PullSubject) -> bool {
+        subject.keys().iter().any(|k| self.keys.contains(k))
+    }
+}
+
 /// Which image streams of a project a grant covers.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
 pub enum Streams {
