@@ -445,6 +445,24 @@ fn command_credentials_plan_a_rotation_as_sensitive_changed_and_never_leak() {
             && text_plan.contains("password (sensitive, changed)"),
         "{text_plan}"
     );
+    // drift: the command reissued the value; nobody edited the Secret.
+    for format in ["text", "json"] {
+        let (code, text) = run_allowed(
+            root,
+            &["drift", "ws", "--live", "live.yaml", "--format", format],
+        );
+        assert_eq!(code, 2, "{text}");
+        assert!(
+            text.contains("credentials reissued by their command"),
+            "{text}"
+        );
+        outputs.push((format!("drift --format {format}"), text));
+    }
+    let (code, text) = run_allowed(root, &["drift", "ws", "--live", "live.yaml"]);
+    assert!(
+        code == 2 && text.contains("0 drifted, 1 pending"),
+        "{text}"
+    );
     let (code, text) = run_allowed(
         root,
         &["plan", "ws", "--live", "live.yaml", "--out", "saved.json"],

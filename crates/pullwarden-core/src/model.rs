@@ -330,6 +330,9 @@ pub struct ResolvedRegistry {
     /// When the credential stops working, in seconds since the Unix epoch:
     /// the `expiresAt` a `fromCommand` printed; `None` when not known.
     pub expires_at: Option<i64>,
+    /// Whether the credentials come from a `fromCommand` (a new value is the
+    /// command reissuing them, not someone editing the cluster).
+    pub from_command: bool,
 }
 
 #[cfg(test)]

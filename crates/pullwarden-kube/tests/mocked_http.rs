@@ -269,6 +269,7 @@ async fn a_create_whose_response_was_lost_is_done_when_our_object_is_there() {
             source: "PullSecret/pull".into(),
             entries: vec![entry],
             usernames_public: vec![true],
+            from_command: vec![false],
         },
     );
     let plan = Plan {

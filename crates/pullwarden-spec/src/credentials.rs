@@ -340,6 +340,7 @@ pub fn resolve_registry(
                 ),
                 _ => None,
             };
+            let from_command = printed.is_some();
             let (printed_user, pass, expires_at) = match printed {
                 Some(Printed {
                     username,
@@ -395,6 +396,7 @@ pub fn resolve_registry(
                         }],
                         usernames_public: !username.value.is_sensitive(),
                         expires_at,
+                        from_command,
                     })
                 }
                 (user, pass) => Err(user.err().into_iter().chain(pass.err()).collect()),
@@ -412,6 +414,7 @@ pub fn resolve_registry(
                 entries,
                 usernames_public: false,
                 expires_at: None,
+                from_command: false,
             })
         }
     }

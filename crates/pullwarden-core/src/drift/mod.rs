@@ -234,10 +234,33 @@ pub fn classify(plan: &Plan, live: &LiveState) -> DriftReport {
                         crate::plan::EntryStatus::Unchanged => {}
                     }
                 }
-                (
-                    DriftClass::Drift,
-                    format!("data differs: {}", parts.join("; ")),
-                )
+                // Only values a credential command reissued differ: the
+                // workspace's credentials moved on, nobody edited the Secret.
+                let reissued = diff.previous_type.is_none()
+                    && !diff.unreadable_live_data
+                    && diff
+                        .entries
+                        .iter()
+                        .any(|e| e.status == crate::plan::EntryStatus::Changed)
+                    && diff.entries.iter().all(|e| match e.status {
+                        crate::plan::EntryStatus::Unchanged => true,
+                        crate::plan::EntryStatus::Changed => e.from_command && !e.email_changed,
+                        _ => false,
+                    });
+                if reissued {
+                    (
+                        DriftClass::Pending,
+                        format!(
+                            "credentials reissued by their command: {}",
+                            parts.join("; ")
+                        ),
+                    )
+                } else {
+                    (
+                        DriftClass::Drift,
+                        format!("data differs: {}", parts.join("; ")),
+                    )
+                }
             }
             (Detail::RoleBinding(diff), _) => {
                 let mut parts = Vec::new();
@@ -403,10 +426,59 @@ mod tests {
                 username_changed: false,
                 password_changed: true,
                 email_changed: false,
+                from_command: false,
             }],
             unreadable_live_data: false,
             immutable: false,
         })
+    }
+
+    #[test]
+    fn a_password_its_command_reissued_is_pending_work_not_drift() {
+        let live = LiveState {
+            namespaces: BTreeSet::from(["a".to_string()]),
+            terminating: BTreeSet::new(),
+            namespace_labels: BTreeMap::new(),
+            cluster: None,
+            secrets: vec![LiveSecret {
+                meta: ours(meta("a", "pull")),
+                from_snapshot_file: false,
+                type_: "kubernetes.io/dockerconfigjson".into(),
+                immutable: false,
+                data: BTreeMap::new(),
+            }],
+            service_accounts: Vec::new(),
+            role_bindings: Vec::new(),
+        };
+        let reissued = |from_command: bool, email_changed: bool| {
+            let Detail::Secret(mut diff) = secret_update() else {
+                unreachable!()
+            };
+            diff.entries[0].from_command = from_command;
+            diff.entries[0].email_changed = email_changed;
+            let plan = plan(
+                vec![change(
+                    "a",
+                    ObjectKind::Secret,
+                    "pull",
+                    Action::Update,
+                    Detail::Secret(diff),
+                )],
+                Vec::new(),
+            );
+            let report = classify(&plan, &live);
+            (report.items[0].class, report.items[0].what.clone())
+        };
+        let (class, what) = reissued(true, false);
+        assert_eq!(class, DriftClass::Pending);
+        assert_eq!(
+            what,
+            "credentials reissued by their command: quay.io password differ"
+        );
+        // The same difference for a value from the environment or a file: drift.
+        assert_eq!(reissued(false, false).0, DriftClass::Drift);
+        // An edited email is nobody's command: drift.
+        assert_eq!(reissued(true, true).0, DriftClass::Drift);
     }
 
     #[test]

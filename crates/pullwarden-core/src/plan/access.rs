@@ -1769,6 +1769,7 @@ mod tests {
             username_changed: false,
             password_changed: false,
             email_changed: false,
+            from_command: false,
         }
     }
 

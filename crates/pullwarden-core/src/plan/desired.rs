@@ -23,6 +23,8 @@ pub struct DesiredSecret {
     pub source: String,
     pub entries: Vec<Entry>,
     pub usernames_public: Vec<bool>,
+    /// Per entry: whether it comes from a `fromCommand`.
+    pub from_command: Vec<bool>,
 }
 
 impl DesiredSecret {
@@ -229,11 +231,13 @@ pub fn desired(
         );
         let mut entries = Vec::new();
         let mut public = Vec::new();
+        let mut from_command = Vec::new();
         for name in &secret.registries {
             if let Some(registry) = registries.get(&name.value) {
                 for entry in &registry.entries {
                     entries.push(entry.clone());
                     public.push(registry.usernames_public);
+                    from_command.push(registry.from_command);
                 }
             }
         }
@@ -247,6 +251,7 @@ pub fn desired(
                     source: owner.clone(),
                     entries: entries.clone(),
                     usernames_public: public.clone(),
+                    from_command: from_command.clone(),
                 },
             );
             for link in &secret.service_accounts {

@@ -188,6 +188,10 @@ pub struct EntryDiff {
     pub username_changed: bool,
     pub password_changed: bool,
     pub email_changed: bool,
+    /// The desired value comes from a `fromCommand`: a changed one was
+    /// reissued by the command (pending work for `drift`, not drift).
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub from_command: bool,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]

@@ -252,8 +252,9 @@ fn secret_diff_cached(
         .map(|e| (e.server.as_str(), e))
         .collect();
     let mut seen = BTreeSet::new();
-    for (entry, public) in want.entries.iter().zip(&want.usernames_public) {
+    for (i, (entry, public)) in want.entries.iter().zip(&want.usernames_public).enumerate() {
         seen.insert(entry.server.as_str());
+        let from_command = want.from_command.get(i).copied().unwrap_or(false);
         let username = public.then(|| entry.username.expose().to_string());
         let diff_entry = match live_map.get(entry.server.as_str()) {
             None => EntryDiff {
@@ -264,6 +265,7 @@ fn secret_diff_cached(
                 username_changed: true,
                 password_changed: true,
                 email_changed: entry.email.is_some(),
+                from_command,
             },
             Some(old) => {
                 let username_changed =
@@ -283,6 +285,7 @@ fn secret_diff_cached(
                     username_changed,
                     password_changed,
                     email_changed,
+                    from_command,
                 }
             }
         };
@@ -298,6 +301,7 @@ fn secret_diff_cached(
                 username_changed: true,
                 password_changed: true,
                 email_changed: old.email.is_some(),
+                from_command: false,
             });
         }
     }
