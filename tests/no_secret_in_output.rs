@@ -459,10 +459,7 @@ fn command_credentials_plan_a_rotation_as_sensitive_changed_and_never_leak() {
         outputs.push((format!("drift --format {format}"), text));
     }
     let (code, text) = run_allowed(root, &["drift", "ws", "--live", "live.yaml"]);
-    assert!(
-        code == 2 && text.contains("0 drifted, 1 pending"),
-        "{text}"
-    );
+    assert!(code == 2 && text.contains("0 drifted, 1 pending"), "{text}");
     let (code, text) = run_allowed(
         root,
         &["plan", "ws", "--live", "live.yaml", "--out", "saved.json"],

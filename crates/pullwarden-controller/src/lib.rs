@@ -290,9 +290,11 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
             // What this replica resolved may be older than what the last
             // leader wrote: refresh before writing.
             refresher.all_due();
-            refresher
-                .refresh_due(&mut current, &client, &metrics, &log)
-                .await;
+            tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                _ = refresher.refresh_due(&mut current, &client, &metrics, &log) => {}
+            }
             next = Some(Trigger::Leader);
         }
         let trigger = if let Some(t) = next.take() {
@@ -310,15 +312,17 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
         if *stop.borrow() {
             break;
         }
-        if trigger == Trigger::Credentials
-            && refresher
-                .refresh_due(&mut current, &client, &metrics, &log)
-                .await
-                .changed
-                .is_empty()
-        {
-            // Unchanged, or kept after a failure: nothing to write.
-            continue;
+        if trigger == Trigger::Credentials {
+            // A command may run up to its timeout: a stop does not wait for it.
+            let round = tokio::select! {
+                biased;
+                _ = stop.changed() => break,
+                round = refresher.refresh_due(&mut current, &client, &metrics, &log) => round,
+            };
+            if round.changed.is_empty() {
+                // Unchanged, or kept after a failure: nothing to write.
+                continue;
+            }
         }
         // Debounce: a burst of events is one reconcile, of what they touched.
         let mut reload = trigger == Trigger::Workspace;
