@@ -186,6 +186,11 @@ pub enum RegistrySpec {
 /// Like `oc secrets new-dockercfg --docker-server --docker-username --docker-password`.
 #[derive(JsonSchema)]
 #[serde(deny_unknown_fields, rename_all = "camelCase")]
+// `username` may be left out only when the password comes from a command.
+#[schemars(extend(
+    "if" = {"required": ["password"], "properties": {"password": {"required": ["fromCommand"]}}},
+    "else" = {"required": ["username"]}
+))]
 pub struct LoginRegistry {
     /// The registry host, e.g. `quay.io`.
     pub server: String,
