@@ -1790,8 +1790,9 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
     }
     // In declaration order, each once; help texts show at most 20.
     let mut names: Vec<&str> = Vec::new();
+    let mut known: std::collections::BTreeSet<&str> = std::collections::BTreeSet::new();
     for cluster in &ws.clusters {
-        if !names.contains(&cluster.name.as_str()) {
+        if known.insert(&cluster.name) {
             names.push(&cluster.name);
         }
     }
@@ -1829,10 +1830,13 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
         }
         let mut unmatched = Vec::new();
         for limit in limits {
-            let chosen = ws
-                .clusters
-                .iter()
-                .any(|c| limit.value.matches_labeled(&c.name, &c.labels));
+            let chosen = match &limit.value {
+                NamespacePattern::Exact(cluster) => known.contains(cluster.as_str()),
+                pattern => ws
+                    .clusters
+                    .iter()
+                    .any(|c| pattern.matches_labeled(&c.name, &c.labels)),
+            };
             match &limit.value {
                 NamespacePattern::Exact(cluster) if !chosen => {
                     let mut problem = Problem::error(
@@ -1840,7 +1844,13 @@ fn check_clusters(problems: &mut Vec<Problem>, ws: &Workspace, fleet: bool) {
                         format!("{kind} `{name}` names a cluster `{cluster}` that the Workspace does not declare"),
                     )
                     .at(&limit.origin, "unknown cluster");
-                    problem = match suggest(cluster, &names) {
+                    // A typo is looked for among a reasonable number of names only.
+                    let typo = if names.len() <= 1_000 {
+                        suggest(cluster, &names)
+                    } else {
+                        None
+                    };
+                    problem = match typo {
                         Some(s) => problem.help(format!("did you mean `{s}`?")),
                         None => problem.help(format!("declared clusters: {declared}")),
                     };
