@@ -359,6 +359,9 @@ spec:
     let final_metrics = running.metrics().await;
     let log = running.stop().await;
     assert!(log.contains("cannot refresh the credential"), "{log}");
+    for line in log.lines().filter(|l| l.contains("credential")) {
+        eprintln!("{line}");
+    }
     for text in events.iter().chain([&log, &final_metrics]) {
         for secret in [FIRST, ROTATED, THIRD] {
             assert!(!text.contains(secret), "a password in the output:\n{text}");
