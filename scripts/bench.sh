@@ -31,19 +31,38 @@
 # PULLWARDEN_BENCH_PERF=1 also records `perf record` of one plan with noise
 # (flat profile by symbol, in the work dir and the results).
 #
+# Then `pullwarden run` (#12), on control plane C with an audit log of every
+# request (reads too), loaded with the fixture of PULLWARDEN_BENCH_RUN_N
+# namespaces (default 2000; 0 skips this part) and converged by one apply:
+# `pullwarden run` (as the unprivileged user, bound to cluster-admin, so the
+# audit log tells its requests apart; --resync PULLWARDEN_BENCH_RUN_RESYNC,
+# default 2m, so that full reconciles fall inside the idle window) while
+# pullwarden-bench-latency creates PULLWARDEN_BENCH_RUN_NEW namespaces
+# (default 200) at PULLWARDEN_BENCH_RUN_RATE per second (default 4), each
+# with the three ServiceAccounts the workspace links, and times each from
+# its last ServiceAccount to its two pull secrets, every link and its two
+# RoleBindings (median, p90, p99, max); then PULLWARDEN_BENCH_RUN_IDLE
+# seconds (default 300) with nothing happening, counting pullwarden's
+# requests by verb in the audit log; its peak RSS (VmHWM) is read before
+# SIGTERM. Then the same latency measurement with `pullwarden apply
+# --auto-approve` in a loop every PULLWARDEN_BENCH_POLL seconds (default 10,
+# as the pull-secret operators poll; 0 skips it) instead of `run`.
+#
 # Env: PULLWARDEN_BENCH_SIZES, PULLWARDEN_BENCH_REPEATS, PULLWARDEN_BENCH_DIFF_REPEATS (1),
 #      PULLWARDEN_BENCH_NOISE (2), PULLWARDEN_BENCH_NOISE_MAX_N (2000),
 #      PULLWARDEN_BENCH_KUBECTL (1), PULLWARDEN_BENCH_PERF (0),
 #      PULLWARDEN_BENCH_SNAPSHOT_MIN_N (10000: the snapshot check runs at N >= it),
 #      PULLWARDEN_BENCH_COMPARE_BIN (another pullwarden binary whose plan is measured
 #      beside this one's, with and without noise) and PULLWARDEN_BENCH_COMPARE_LABEL,
+#      PULLWARDEN_BENCH_RUN_N (2000), PULLWARDEN_BENCH_RUN_NEW (200), PULLWARDEN_BENCH_RUN_RATE (4),
+#      PULLWARDEN_BENCH_RUN_IDLE (300), PULLWARDEN_BENCH_RUN_RESYNC (2m), PULLWARDEN_BENCH_POLL (10),
 #      PULLWARDEN_BENCH_OUT (results file, default target/bench/results.md),
 #      PULLWARDEN_BENCH_KEEP=1 keeps the work dir (fixtures, logs, outputs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 repo="$(pwd)"
 
-SIZES="${PULLWARDEN_BENCH_SIZES:-200 2000}"
+SIZES="${PULLWARDEN_BENCH_SIZES-200 2000}" # empty: none (only the run part)
 REPEATS="${PULLWARDEN_BENCH_REPEATS:-3}"
 # kubectl diff takes minutes at N=2000: once by default
 DIFF_REPEATS="${PULLWARDEN_BENCH_DIFF_REPEATS:-1}"
@@ -55,6 +74,12 @@ SNAPSHOT_MIN_N="${PULLWARDEN_BENCH_SNAPSHOT_MIN_N:-10000}"
 COMPARE_BIN="${PULLWARDEN_BENCH_COMPARE_BIN:-}"
 COMPARE_LABEL="${PULLWARDEN_BENCH_COMPARE_LABEL:-another build}"
 OUT="${PULLWARDEN_BENCH_OUT:-$repo/target/bench/results.md}"
+RUN_N="${PULLWARDEN_BENCH_RUN_N:-2000}"
+RUN_NEW="${PULLWARDEN_BENCH_RUN_NEW:-200}"
+RUN_RATE="${PULLWARDEN_BENCH_RUN_RATE:-4}"
+RUN_IDLE="${PULLWARDEN_BENCH_RUN_IDLE:-300}"
+RUN_RESYNC="${PULLWARDEN_BENCH_RUN_RESYNC:-2m}"
+POLL="${PULLWARDEN_BENCH_POLL:-10}"
 
 log() { echo "bench.sh: $*" >&2; }
 
@@ -67,10 +92,11 @@ log "building release binaries"
 cargo build --release -q -p pullwarden -p pullwarden-bench -p pullwarden-testenv
 # what was built (others may commit while the benchmark runs)
 built="$(git rev-parse --short HEAD)$(git diff --quiet HEAD -- src crates Cargo.toml Cargo.lock || echo ' + uncommitted changes')"
-rel="$repo/target/release"
+rel="${CARGO_TARGET_DIR:-$repo/target}/release"
 PW="$rel/pullwarden"
 GEN="$rel/pullwarden-bench-gen"
 FLOOR="$rel/pullwarden-bench-floor"
+LATENCY="$rel/pullwarden-bench-latency"
 TESTENV="$rel/pullwarden-testenv"
 PULLWARDEN_CONTROLPLANE_BIN="$(scripts/build-controlplane.sh)"
 export PULLWARDEN_CONTROLPLANE_BIN
@@ -103,8 +129,8 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
-cluster_up() { # dir
-  "$TESTENV" up --dir "$1" >/dev/null
+cluster_up() { # dir [audit: writes|all]
+  PULLWARDEN_TESTENV_AUDIT="${2:-}" "$TESTENV" up --dir "$1" >/dev/null
   started+=("$1")
 }
 cluster_down() { # dir
@@ -300,6 +326,83 @@ for n in $SIZES; do
   cluster_down "$dir"
 done
 
+# ---- pullwarden run (#12) ---------------------------------------------------
+run_rows="$work/run-rows"
+: >"$run_rows"
+# "WRITES READS WATCHES" of user $1 in audit log $2 from byte $3: writes and
+# gets/lists completed, watches started (one line per request at that stage).
+audit_counts() {
+  tail -c +"$(($3 + 1))" "$2" | grep -F "\"username\":\"$1\"" | awk '
+    { verb = ""; stage = ""
+      if (match($0, /"verb":"[a-z]+"/)) verb = substr($0, RSTART + 8, RLENGTH - 9)
+      if (match($0, /"stage":"[A-Za-z]+"/)) stage = substr($0, RSTART + 9, RLENGTH - 10) }
+    stage == "ResponseComplete" && verb ~ /^(create|update|patch|delete|deletecollection)$/ {w++}
+    stage == "ResponseComplete" && verb ~ /^(get|list)$/ {r++}
+    stage == "ResponseStarted" && verb == "watch" {x++}
+    END {printf "%d %d %d\n", w, r, x}'
+}
+# the body of GET /metrics at $1 (host:port)
+metrics_of() {
+  local host="${1%:*}" port="${1##*:}"
+  exec 3<>"/dev/tcp/$host/$port"
+  printf 'GET /metrics HTTP/1.0\r\nHost: %s\r\n\r\n' "$1" >&3
+  sed '1,/^\r*$/d' <&3
+  exec 3<&-
+}
+latency() { # label prefix
+  "$LATENCY" --kubeconfig "$kcfg" --context pullwarden-admin --prefix "$2" --count "$RUN_NEW" --rate "$RUN_RATE" \
+    --service-accounts builder,default,deployer --secrets bench-internal,bench-quay --role-bindings 2 \
+    --timeout-s 120 --out "$work/latency-$2.txt" >"$work/latency-$2.line"
+  log "  $1: $(cat "$work/latency-$2.line")"
+  echo "$1|$(cat "$work/latency-$2.line")" >>"$run_rows"
+}
+if ((RUN_N > 0)); then
+  n=$RUN_N
+  gen="$work/gen-run-$n"
+  "$GEN" --namespaces "$n" --out "$gen" --chunks 4 --noise 0
+  dir="$work/run-$n"
+  cluster_up "$dir" all
+  kcfg="$dir/kubeconfig" kcache="$work/kcache-run-$n"
+  load_fixture "$gen"
+  k create clusterrolebinding bench-pullwarden-run --clusterrole=cluster-admin --user=pullwarden-dev-user >/dev/null
+  "$PW" apply "$gen/workspace" --auto-approve --kubeconfig "$kcfg" --context pullwarden-admin --color never >/dev/null 2>"$work/run-apply.stderr"
+  log "pullwarden run: $n namespaces applied; starting run (--resync $RUN_RESYNC)"
+  "$PW" run "$gen/workspace" --kubeconfig "$kcfg" --context pullwarden-user --metrics-addr 127.0.0.1:0 \
+    --resync "$RUN_RESYNC" --log-format json 2>"$work/run.log" &
+  runpid=$!
+  for _ in $(seq 600); do grep -q '"msg":"in sync"' "$work/run.log" && break; sleep 0.2; done
+  grep -q '"msg":"in sync"' "$work/run.log" || { log "run did not get in sync:"; tail -20 "$work/run.log" >&2; exit 1; }
+  maddr="$(grep -o '"addr":"[^"]*"' "$work/run.log" | head -1 | cut -d'"' -f4)"
+  latency "pullwarden run" bench-run
+  sleep 5 # its own writes' events settle
+  audit="$dir/audit.log"
+  offset="$(stat -c %s "$audit")"
+  before_metrics="$(metrics_of "$maddr")"
+  log "  idle for $RUN_IDLE s"
+  sleep "$RUN_IDLE"
+  read -r idle_writes idle_reads idle_watches < <(audit_counts pullwarden-dev-user "$audit" "$offset")
+  after_metrics="$(metrics_of "$maddr")"
+  scoped_of() { awk -v s="$2" '$1 == "pullwarden_reconciles_by_scope_total{scope=\""s"\"}" {print $2}' <<<"$1"; }
+  idle_full=$(( $(scoped_of "$after_metrics" full) - $(scoped_of "$before_metrics" full) ))
+  idle_scoped=$(( $(scoped_of "$after_metrics" namespaces) - $(scoped_of "$before_metrics" namespaces) ))
+  run_rss_mb=$(( $(awk '/^VmHWM:/ {print $2}' "/proc/$runpid/status") / 1024 ))
+  total_full="$(scoped_of "$after_metrics" full)" total_scoped="$(scoped_of "$after_metrics" namespaces)"
+  kill -TERM "$runpid"; wait "$runpid" || { log "run exited non-zero"; exit 1; }
+  log "  idle $RUN_IDLE s: $idle_writes writes, $idle_reads gets/lists, $idle_watches watches started by pullwarden; reconciles meanwhile: $idle_full full, $idle_scoped scoped; peak RSS $run_rss_mb MB"
+  read -r end_writes _ _ < <(audit_counts pullwarden-dev-user "$audit" 0)
+  if ((POLL > 0)); then
+    ( while :; do
+        "$PW" apply "$gen/workspace" --auto-approve --kubeconfig "$kcfg" --context pullwarden-admin --color never >/dev/null 2>&1 || true
+        sleep "$POLL"
+      done ) &
+    pollpid=$!
+    latency "\`pullwarden apply\` every $POLL s" bench-poll
+    kill "$pollpid" 2>/dev/null || true
+    wait "$pollpid" 2>/dev/null || true
+  fi
+  cluster_down "$dir"
+fi
+
 # ---- report --------------------------------------------------------------
 get() { awk -F'|' -v n="$1" -v l="$2" -v c="$3" '$1 == n && $2 == l {print $c}' "$rows"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && b > 0) printf "%.2f", a / b; else print "-"}'; }
@@ -375,6 +478,22 @@ mkdir -p "$(dirname "$OUT")"
       echo '```'
       echo
     done
+  fi
+  if ((RUN_N > 0)); then
+    echo "## pullwarden run (#12) at N=$RUN_N"
+    echo
+    echo "Latency from a namespace's last ServiceAccount create to its 2 pull secrets, 3 linked ServiceAccounts and 2 RoleBindings, over $RUN_NEW namespaces created at $RUN_RATE/s (target p99 ≤ 1 s):"
+    echo
+    echo "| reconciler | namespaces | done | median (ms) | p90 (ms) | p99 (ms) | max (ms) |"
+    echo "| --- | ---: | ---: | ---: | ---: | ---: | ---: |"
+    while IFS='|' read -r label line; do
+      f() { tr ' ' '\n' <<<"$line" | awk -F= -v k="$1" '$1 == k {print $2}'; }
+      echo "| $label | $(f count) | $(f done) | $(f median_ms) | $(f p90_ms) | $(f p99_ms) | $(f max_ms) |"
+    done <"$run_rows"
+    echo
+    echo "- idle $RUN_IDLE s (\`--resync $RUN_RESYNC\`), counted by the API server's audit log for pullwarden's user: $idle_writes writes (target 0), $idle_reads gets/lists, $idle_watches watches started; reconciles meanwhile: $idle_full full, $idle_scoped scoped"
+    echo "- \`pullwarden run\` peak RSS (VmHWM, at the end): $run_rss_mb MB (target < 300); reconciles over its whole run: $total_full full, $total_scoped scoped; writes over its whole run (audit): $end_writes"
+    echo
   fi
   echo "## Notes"
   echo

@@ -5,6 +5,9 @@
 //! is ready and prints `export KUBECONFIG=...` on stdout. `serve` owns the
 //! servers until SIGTERM/SIGINT. `down` stops `serve` by its PID, and the
 //! servers by theirs should anything be left.
+//!
+//! `PULLWARDEN_TESTENV_AUDIT=writes|all` (read by `serve`, passed on by `up`):
+//! an audit log `DIR/audit.log` of every write, or of every write and read.
 
 use std::io::Write as _;
 use std::os::unix::process::CommandExt as _;
