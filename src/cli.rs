@@ -259,6 +259,10 @@ pub struct RunArgs {
     /// How often the workspace files are checked for changes.
     #[arg(long, value_name = "DURATION", default_value = "3s", value_parser = parse_duration)]
     pub workspace_poll: std::time::Duration,
+    /// When a `fromCommand` credential's command runs again: at this percentage of the
+    /// lifetime its `expiresAt` gave (never sooner than 5 s after the last run).
+    #[arg(long, value_name = "PERCENT", default_value_t = 80, value_parser = clap::value_parser!(u8).range(10..=95))]
+    pub credential_refresh_at: u8,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (`off`: not served).
     #[arg(long, value_name = "ADDR", default_value = "127.0.0.1:9464")]
     pub metrics_addr: String,

@@ -36,6 +36,7 @@ fn run_inner(args: &RunArgs, out: &Output) -> Result<(), Failed> {
         resync: args.resync,
         debounce: args.debounce,
         workspace_poll: args.workspace_poll,
+        credential_refresh_at: args.credential_refresh_at,
         metrics_addr,
         read: read_options(&args.cluster),
         concurrency: usize::from(args.concurrency),

@@ -30,20 +30,26 @@ use crate::{Level, Log, Metrics, Sink};
 
 /// The earliest a command runs again after its last run.
 pub(crate) const FLOOR: Duration = Duration::from_secs(5);
-/// The share of a credential's lifetime after which it is refreshed.
-const REFRESH_AT: f64 = 0.8;
 /// Retries after a failed refresh: 2 s, doubling, at most this.
 const MAX_RETRY: Duration = Duration::from_secs(300);
 
-/// When a credential resolved `at` (Unix seconds `now`) that expires at
-/// `expires_at` is refreshed: at 80 % of its remaining lifetime, at least
-/// [`FLOOR`] later; without an expiry, after `resync`.
-pub(crate) fn refresh_after(now: i64, expires_at: Option<i64>, resync: Duration) -> Duration {
+/// When a credential resolved at Unix second `now` that expires at
+/// `expires_at` is refreshed: at `percent` % of its remaining lifetime (80 by
+/// default), at least [`FLOOR`] later; without an expiry, after `resync`.
+pub(crate) fn refresh_after(
+    now: i64,
+    expires_at: Option<i64>,
+    resync: Duration,
+    percent: u8,
+) -> Duration {
     match expires_at {
         Some(at) => {
             let lifetime = u64::try_from(at.saturating_sub(now)).unwrap_or(0);
-            #[allow(clippy::cast_precision_loss)]
-            let after = Duration::from_secs_f64(lifetime as f64 * REFRESH_AT);
+            let after = Duration::from_millis(
+                lifetime
+                    .saturating_mul(10)
+                    .saturating_mul(u64::from(percent)),
+            );
             after.max(FLOOR)
         }
         None => resync.max(FLOOR),
@@ -83,6 +89,8 @@ struct Entry {
 pub(crate) struct Refresher {
     entries: BTreeMap<String, Entry>,
     resync: Duration,
+    /// Percent of a lifetime after which a credential is refreshed.
+    percent: u8,
 }
 
 /// What a round of refreshes did.
@@ -93,10 +101,11 @@ pub(crate) struct Refreshed {
 
 impl Refresher {
     /// The schedule for a workspace just loaded (its commands just ran).
-    pub(crate) fn new(loaded: &Loaded, resync: Duration, metrics: &Metrics) -> Self {
+    pub(crate) fn new(loaded: &Loaded, resync: Duration, percent: u8, metrics: &Metrics) -> Self {
         let mut refresher = Self {
             entries: BTreeMap::new(),
             resync,
+            percent,
         };
         refresher.reset(loaded, metrics);
         refresher
@@ -119,7 +128,7 @@ impl Refresher {
             self.entries.insert(
                 registry.name.clone(),
                 Entry {
-                    due: now + refresh_after(unix, expires_at, self.resync),
+                    due: now + refresh_after(unix, expires_at, self.resync, self.percent),
                     failures: 0,
                 },
             );
@@ -172,8 +181,8 @@ impl Refresher {
                     metrics.credential_refresh(&name, "ok");
                     metrics.credential_expiry(&name, fresh.expires_at);
                     entry.failures = 0;
-                    entry.due =
-                        Instant::now() + refresh_after(unix_now(), fresh.expires_at, self.resync);
+                    entry.due = Instant::now()
+                        + refresh_after(unix_now(), fresh.expires_at, self.resync, self.percent);
                     let same = loaded
                         .registries
                         .get(&name)
@@ -345,19 +354,27 @@ mod tests {
     fn a_credential_is_refreshed_at_80_percent_of_its_lifetime_never_sooner_than_the_floor() {
         let resync = Duration::from_secs(600);
         assert_eq!(
-            refresh_after(1_000, Some(1_020), resync),
+            refresh_after(1_000, Some(1_020), resync, 80),
             Duration::from_secs(16)
         );
         assert_eq!(
-            refresh_after(0, Some(12 * 3600), resync),
+            refresh_after(0, Some(12 * 3600), resync, 80),
             Duration::from_secs(34_560)
         );
+        // --credential-refresh-at 50
+        assert_eq!(
+            refresh_after(0, Some(3600), resync, 50),
+            Duration::from_secs(1800)
+        );
         // A token of 3 s, or one already past: not before the floor.
-        assert_eq!(refresh_after(1_000, Some(1_003), resync), FLOOR);
-        assert_eq!(refresh_after(1_000, Some(900), resync), FLOOR);
+        assert_eq!(refresh_after(1_000, Some(1_003), resync, 80), FLOOR);
+        assert_eq!(refresh_after(1_000, Some(900), resync, 80), FLOOR);
         // No expiry: at every resync.
-        assert_eq!(refresh_after(1_000, None, resync), resync);
-        assert_eq!(refresh_after(1_000, None, Duration::from_secs(1)), FLOOR);
+        assert_eq!(refresh_after(1_000, None, resync, 80), resync);
+        assert_eq!(
+            refresh_after(1_000, None, Duration::from_secs(1), 80),
+            FLOOR
+        );
     }
 
     #[test]

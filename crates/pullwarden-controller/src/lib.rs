@@ -46,6 +46,9 @@ pub struct Config {
     pub debounce: Duration,
     /// How often the workspace files are checked for changes.
     pub workspace_poll: Duration,
+    /// The percentage of a `fromCommand` credential's lifetime after which its
+    /// command runs again (80 by default).
+    pub credential_refresh_at: u8,
     /// Where `/metrics`, `/healthz` and `/readyz` are served (none: not served).
     pub metrics_addr: Option<SocketAddr>,
     /// How the cluster is read (retries, Secret selection).
@@ -188,7 +191,12 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
     let metrics = Arc::new(Metrics::default());
     metrics.workspace(false);
     // Short-lived credentials: their commands run again before they expire.
-    let mut refresher = credentials::Refresher::new(&current, config.resync, &metrics);
+    let mut refresher = credentials::Refresher::new(
+        &current,
+        config.resync,
+        config.credential_refresh_at,
+        &metrics,
+    );
 
     // Shutdown: the first SIGTERM or SIGINT.
     let (stop_tx, stop_rx) = signal_watch::channel(false);
