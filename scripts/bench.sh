@@ -56,6 +56,10 @@
 #      beside this one's, with and without noise) and PULLWARDEN_BENCH_COMPARE_LABEL,
 #      PULLWARDEN_BENCH_RUN_N (2000), PULLWARDEN_BENCH_RUN_NEW (200), PULLWARDEN_BENCH_RUN_RATE (4),
 #      PULLWARDEN_BENCH_RUN_IDLE (300), PULLWARDEN_BENCH_RUN_RESYNC (2m), PULLWARDEN_BENCH_POLL (10),
+#      PULLWARDEN_BENCH_FLEET_N (1000; 0 skips the fleet: three control planes loaded with
+#      the same N-namespace fixture and applied, `plan` of each cluster on its own, then
+#      `plan` of a workspace naming the three (spec.clusters) against the slowest single
+#      plan, target <= 1.3x; requests and MB are counted on the first cluster only),
 #      PULLWARDEN_BENCH_OUT (results file, default target/bench/results.md),
 #      PULLWARDEN_BENCH_KEEP=1 keeps the work dir (fixtures, logs, outputs).
 set -euo pipefail
@@ -403,6 +407,40 @@ if ((RUN_N > 0)); then
   cluster_down "$dir"
 fi
 
+# ---- fleet: three clusters in one plan -----------------------------------
+FLEET_N="${PULLWARDEN_BENCH_FLEET_N:-1000}"
+if ((FLEET_N > 0)); then
+  n="fleet"
+  gen="$work/gen-fleet"
+  "$GEN" --namespaces "$FLEET_N" --out "$gen" --chunks 4 --noise 0
+  log "fleet: three control planes, $FLEET_N namespaces each"
+  clusters_yaml="  clusters:"
+  for c in a b c; do
+    dir="$work/fleet-$c"
+    cluster_up "$dir"
+    kcfg="$dir/kubeconfig" kcache="$work/kcache-fleet-$c"
+    load_fixture "$gen"
+    "$PW" apply "$gen/workspace" --auto-approve --kubeconfig "$kcfg" --context pullwarden-admin --color never >/dev/null 2>&1
+    clusters_yaml+=$'\n'"    - {name: $c, context: pullwarden-admin, kubeconfig: \"$kcfg\"}"
+  done
+  # the same workspace, naming the three clusters
+  fleet_ws="$work/fleet-workspace"
+  cp -r "$gen/workspace" "$fleet_ws"
+  awk -v add="$clusters_yaml" '{print} $0 == "  prune: true" && !done {print add; done = 1}' \
+    "$gen/workspace/workspace.yaml" >"$fleet_ws/workspace.yaml"
+  # requests and bytes are scraped on cluster a
+  kcfg="$work/fleet-a/kubeconfig" kcache="$work/kcache-fleet-a"
+  calibrate
+  for c in a b c; do
+    measure "pullwarden plan, cluster $c alone (no changes)" "$REPEATS" 0 \
+      "$PW" plan "$gen/workspace" --detailed-exitcode --kubeconfig "$work/fleet-$c/kubeconfig" --context pullwarden-admin --color never
+  done
+  measure "pullwarden plan, fleet of a+b+c (no changes)" "$REPEATS" 0 \
+    "$PW" plan "$fleet_ws" --detailed-exitcode --color never
+  note "fleet plan: $(grep -h '^Plan:' "$work/last.stdout" | tail -1) over $(grep -c '^=== cluster' "$work/last.stdout") clusters"
+  for c in a b c; do cluster_down "$work/fleet-$c"; done
+fi
+
 # ---- report --------------------------------------------------------------
 get() { awk -F'|' -v n="$1" -v l="$2" -v c="$3" '$1 == n && $2 == l {print $c}' "$rows"; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN {if (a != "" && b > 0) printf "%.2f", a / b; else print "-"}'; }
@@ -447,6 +485,18 @@ mkdir -p "$(dirname "$OUT")"
     done
   fi
   echo
+  if ((FLEET_N > 0)); then
+    slowest="$(for c in a b c; do get fleet "pullwarden plan, cluster $c alone (no changes)" 4; done | sort -g | tail -1)"
+    fleetplan="$(get fleet "pullwarden plan, fleet of a+b+c (no changes)" 4)"
+    echo "## Fleet"
+    echo
+    sum="$(for c in a b c; do get fleet "pullwarden plan, cluster $c alone (no changes)" 4; done | awk '{s += $1} END {printf "%.2f", s}')"
+    cpusum="$(for c in a b c; do get fleet "pullwarden plan, cluster $c alone (no changes)" 9; done | awk '{s += $1} END {printf "%.2f", s}')"
+    echo "| namespaces per cluster | slowest single-cluster plan (s) | the three one after another (s) | fleet plan of 3 (s) | fleet / slowest (target ≤ 1.3) | fleet / the three one after another | CPU: fleet / the three (s) | fleet peak RSS MB |"
+    echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+    echo "| $FLEET_N | $slowest | $sum | $fleetplan | $(ratio "$fleetplan" "$slowest") | $(ratio "$fleetplan" "$sum") | $(get fleet "pullwarden plan, fleet of a+b+c (no changes)" 9) / $cpusum | $(get fleet "pullwarden plan, fleet of a+b+c (no changes)" 6) |"
+    echo
+  fi
   echo "## Growth per namespace"
   echo
   echo "| N | apply s / 1000 ns | plan s / 1000 ns | drift s / 1000 ns | apply RSS MB | plan RSS MB | drift RSS MB |"
