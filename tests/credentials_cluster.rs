@@ -2,7 +2,9 @@
 //! against the real control plane and a real registry: a credential rotated by
 //! changing what the command prints reaches every namespace, a failing
 //! command keeps the Secrets as they are (with a metric and Events), and a
-//! workspace reload that failed on the command is retried once it works; and a
+//! workspace reload that failed on the command is retried once it works; a
+//! standby that takes the lease over refreshes before it writes, so it never
+//! puts back the value it resolved at its start; and a
 //! token the test registry's token server stops accepting after 20 s is
 //! refreshed before `can-pull --probe` ever fails. Every test is named
 //! `cluster_*`: `scripts/test.sh` counts them.
@@ -32,6 +34,10 @@ struct Running {
 
 impl Running {
     fn start(env: &TestEnv, dir: &Path) -> Running {
+        Running::start_with(env, dir, &[])
+    }
+
+    fn start_with(env: &TestEnv, dir: &Path, extra: &[&str]) -> Running {
         let mut child = tokio::process::Command::new(binary())
             .args([
                 "--allow-commands",
@@ -44,6 +50,7 @@ impl Running {
                 "--metrics-addr",
                 "127.0.0.1:0",
             ])
+            .args(extra)
             .env("NO_COLOR", "1")
             .env_remove("KUBECONFIG")
             .env_remove("PULLWARDEN_ALLOW_COMMANDS")
@@ -95,6 +102,22 @@ impl Running {
         let mut body = String::new();
         stream.read_to_string(&mut body).await.expect("response");
         body
+    }
+
+    async fn wait_for(&self, needle: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while !self.log().contains(needle) {
+            assert!(
+                Instant::now() < deadline,
+                "no `{needle}` within {limit:?}; log:\n{}",
+                self.log()
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn kill(mut self) {
+        self.child.kill().await.expect("SIGKILL");
     }
 
     async fn stop(mut self) -> String {
@@ -181,6 +204,41 @@ fn rfc3339_in(seconds: u64) -> (String, i64) {
     )
 }
 
+/// A workspace over the namespaces `<prefix>-*` with one `PullSecret`
+/// `cmd-pull` whose registry's credentials are what `cat TOKEN_FILE` prints.
+fn write_command_workspace(dir: &Path, prefix: &str, token_file: &Path) {
+    std::fs::write(
+        dir.join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {prefix}}}
+spec:
+  namespaces: {{include: [\"{prefix}-*\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: cmd}}
+spec:
+  server: registry.example.com
+  password:
+    fromCommand:
+      command: [cat, \"{token}\"]
+      timeout: 5s
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: cmd-pull}}
+spec:
+  registries: [cmd]
+  namespaces: [\"{prefix}-*\"]
+",
+            token = path_str(token_file),
+        ),
+    )
+    .unwrap();
+}
+
 fn write_token(dir: &Path, password: &str, expires: &str) {
     // Written whole, then renamed: the command never reads half a file.
     let tmp = dir.join(".token.json.tmp");
@@ -208,36 +266,7 @@ async fn cluster_run_fans_a_rotated_command_credential_out_and_keeps_it_when_the
     // there is not a workspace change (which would reload and re-run it).
     let tokens = tempfile::tempdir().unwrap();
     let token_file = tokens.path().join("token.json");
-    std::fs::write(
-        dir.path().join("workspace.yaml"),
-        format!(
-            "apiVersion: pullwarden.dev/v1alpha1
-kind: Workspace
-metadata: {{name: {prefix}}}
-spec:
-  namespaces: {{include: [\"{prefix}-*\"]}}
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: Registry
-metadata: {{name: cmd}}
-spec:
-  server: registry.example.com
-  password:
-    fromCommand:
-      command: [cat, \"{token}\"]
-      timeout: 5s
----
-apiVersion: pullwarden.dev/v1alpha1
-kind: PullSecret
-metadata: {{name: cmd-pull}}
-spec:
-  registries: [cmd]
-  namespaces: [\"{prefix}-*\"]
-",
-            token = path_str(&token_file),
-        ),
-    )
-    .unwrap();
+    write_command_workspace(dir.path(), &prefix, &token_file);
     // Valid 15 s: refreshed about 12 s after it was read.
     let (expires, _) = rfc3339_in(15);
     write_token(tokens.path(), FIRST, &expires);
@@ -584,4 +613,91 @@ spec:
         started.elapsed(),
         seen.len()
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_a_new_leader_refreshes_commands_before_it_writes() {
+    const OLD: &str = "Cmd-Canary-Leader-Old-1a2b";
+    const NEW: &str = "Cmd-Canary-Leader-New-3c4d";
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("pw-credlead");
+    let namespaces: Vec<String> = (0..2).map(|i| format!("{prefix}-{i}")).collect();
+    for ns in &namespaces {
+        env.create_project(ns).await.expect("namespace");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let tokens = tempfile::tempdir().unwrap();
+    let token_file = tokens.path().join("token.json");
+    write_command_workspace(dir.path(), &prefix, &token_file);
+    // Valid 15 s: the leader refreshes about 12 s after its start.
+    let (expires, _) = rfc3339_in(15);
+    write_token(tokens.path(), OLD, &expires);
+    let lease = unique_name("pw-credlease");
+    let flags = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+    ];
+    let leader = Running::start_with(env, dir.path(), &flags);
+    leader
+        .wait_for("acquired the lease", Duration::from_secs(60))
+        .await;
+    wait_for_password(env, &leader, &namespaces, OLD, Duration::from_secs(30)).await;
+    // The standby resolves the old value at its start, then waits.
+    let standby = Running::start_with(env, dir.path(), &flags);
+    standby
+        .wait_for("standby: waiting for the lease", Duration::from_secs(60))
+        .await;
+    // The command now prints a new value; the leader refreshes and writes it.
+    let (expires, _) = rfc3339_in(600);
+    write_token(tokens.path(), NEW, &expires);
+    wait_for_password(env, &leader, &namespaces, NEW, Duration::from_secs(30)).await;
+    let secrets_before = secret_versions(env, &namespaces).await;
+
+    // The leader dies: the new one refreshes before it writes anything, so
+    // it never puts back the value it resolved at its start.
+    leader.kill().await;
+    standby
+        .wait_for("acquired the lease", Duration::from_secs(15))
+        .await;
+    standby
+        .wait_for("trigger=leader", Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log = standby.log();
+    assert!(
+        log.contains("credential refreshed registry=cmd changed=true"),
+        "{log}"
+    );
+    assert_eq!(
+        secret_versions(env, &namespaces).await,
+        secrets_before,
+        "the new leader rewrote the Secrets; log:\n{log}"
+    );
+    let kept = passwords(env, &namespaces, "cmd-pull", "registry.example.com").await;
+    assert!(
+        kept.iter().all(|p| p.as_deref() == Some(NEW)),
+        "log:\n{log}"
+    );
+    let log = standby.stop().await;
+    for secret in [OLD, NEW] {
+        assert!(!log.contains(secret), "a password in the log:\n{log}");
+    }
+}
+
+/// Each namespace's `cmd-pull` resourceVersion.
+async fn secret_versions(env: &TestEnv, namespaces: &[String]) -> Vec<Option<String>> {
+    let mut out = Vec::new();
+    for ns in namespaces {
+        let secret = Api::<Secret>::namespaced(env.admin(), ns)
+            .get("cmd-pull")
+            .await
+            .expect("get secret");
+        out.push(secret.metadata.resource_version);
+    }
+    out
 }
