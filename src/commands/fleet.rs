@@ -113,6 +113,28 @@ pub fn targets(
         ));
         return Err(Failed);
     }
+    // A kubeconfig the workspace names is as untrusted as the workspace (a
+    // pull request can change both): its credential plugin is a program like
+    // a `fromCommand`, so it runs only with --allow-commands. (`--live`
+    // connects nowhere.)
+    if live.is_none() && !pullwarden_spec::credentials::commands_allowed() {
+        for (name, context, kubeconfig) in &declared {
+            let Some(path) = kubeconfig else { continue };
+            if !names.is_empty() && !names.contains(name) {
+                continue;
+            }
+            if let Some(what) = pullwarden_kube::kubeconfig_runs_a_program(path, context) {
+                out.status(&format!(
+                    "pullwarden: cluster {}: the kubeconfig {} that workspace {} names runs {what} for context {}; a workspace may run programs only with --allow-commands (or PULLWARDEN_ALLOW_COMMANDS=true); nothing was done",
+                    render::safe(name),
+                    render::safe(&path.display().to_string()),
+                    render::safe(&ws.name),
+                    render::safe(context),
+                ));
+                return Err(Failed);
+            }
+        }
+    }
     let targets = declared
         .into_iter()
         .filter(|(name, _, _)| names.is_empty() || names.contains(name))

@@ -218,6 +218,37 @@ pub async fn connect(
     }
 }
 
+/// What in the kubeconfig file `path` would run a program when pullwarden
+/// connects through `context`: `Some("an exec credential plugin")` or
+/// `Some("an auth-provider")` for the context's user, `None` when nothing
+/// would (also when the file cannot be read or has no such context: connecting
+/// reports that). A kubeconfig a *workspace* names is as untrusted as the
+/// workspace: the binary refuses to run its plugin without `--allow-commands`.
+pub fn kubeconfig_runs_a_program(path: &Path, context: &str) -> Option<&'static str> {
+    let file = Kubeconfig::read_from(path).ok()?;
+    let user = file
+        .contexts
+        .iter()
+        .find(|c| c.name == context)?
+        .context
+        .as_ref()?
+        .user
+        .clone()?;
+    let auth = file
+        .auth_infos
+        .iter()
+        .find(|a| a.name == user)?
+        .auth_info
+        .as_ref()?;
+    if auth.exec.is_some() {
+        Some("an exec credential plugin")
+    } else if auth.auth_provider.is_some() {
+        Some("an auth-provider")
+    } else {
+        None
+    }
+}
+
 async fn connect_unbounded(
     kubeconfig: Option<&Path>,
     context: Option<&str>,

@@ -30,8 +30,8 @@ pub mod snapshot;
 
 pub use cluster::{
     ClusterError, LOOKUP_CONCURRENCY, PAGE_SIZE, PULL_SECRET_TYPES, READ_RBAC_HELP, ReadOptions,
-    SecretSelection, connect, lookup_secrets, read_live, read_live_in_namespaces,
-    read_live_of_namespaces, read_live_or_namespaces,
+    SecretSelection, connect, kubeconfig_runs_a_program, lookup_secrets, read_live,
+    read_live_in_namespaces, read_live_of_namespaces, read_live_or_namespaces,
 };
 pub use files::{LiveFileError, Snapshot, load_snapshot, read_live_files};
 pub use retry::{DEFAULT_REQUEST_TIMEOUT, RetryPolicy};

@@ -57,6 +57,12 @@ pub fn allow_commands() {
     ALLOW_COMMANDS.store(true, Ordering::Relaxed);
 }
 
+/// Whether `--allow-commands` was given: the workspace may run programs
+/// (its `fromCommand` credentials, the credential plugin of a kubeconfig it names).
+pub fn commands_allowed() -> bool {
+    ALLOW_COMMANDS.load(Ordering::Relaxed)
+}
+
 /// Lets [`ProcessEnvironment`] read credential files outside the workspace
 /// folder (the binary calls this for `--allow-outside-files`).
 pub fn allow_files_outside_workspace() {
