@@ -175,9 +175,17 @@ impl Refresher {
                 credentials::resolve_registry(&registry, &ProcessEnvironment)
             })
             .await;
+            let outcome = match outcome {
+                Ok(Ok(fresh)) => Ok(fresh),
+                Ok(Err(problems)) => Err(problems
+                    .iter()
+                    .map(|p| format!("{}: {}", p.code, p.message))
+                    .collect::<Vec<_>>()),
+                Err(_) => Err(vec!["the command's task failed".to_owned()]),
+            };
             let entry = self.entries.get_mut(&name).expect("due entries exist");
             match outcome {
-                Ok(Ok(fresh)) => {
+                Ok(fresh) => {
                     metrics.credential_refresh(&name, "ok");
                     metrics.credential_expiry(&name, fresh.expires_at);
                     entry.failures = 0;
@@ -199,15 +207,7 @@ impl Refresher {
                     }
                     loaded.registries.insert(name.clone(), fresh);
                 }
-                failed => {
-                    let problems: Vec<String> = match failed {
-                        Ok(Err(problems)) => problems
-                            .iter()
-                            .map(|p| format!("{}: {}", p.code, p.message))
-                            .collect(),
-                        Err(_) => vec!["the command's task failed".to_owned()],
-                        Ok(Ok(_)) => unreachable!("handled above"),
-                    };
+                Err(problems) => {
                     entry.failures += 1;
                     let delay = retry_after(entry.failures);
                     entry.due = Instant::now() + delay;
