@@ -316,6 +316,47 @@ async fn cluster_fleet_places_by_cluster_reports_drift_by_cluster_and_follows_la
     assert!(!exists(fleet.env("dev"), "orders", "secret", "preprod-pull").await);
     assert!(exists(fleet.env("staging"), "orders", "secret", "preprod-pull").await);
     assert!(exists(prod, "orders", "secret", "prod-pull").await);
+
+    // Each cluster's part of a saved plan names its cluster (kube-system
+    // UID): with dev's and staging's contexts swapped after the plan was
+    // saved, both parts are refused as made for another cluster; prod's
+    // part is applied.
+    for name in ["dev", "staging", "prod"] {
+        namespace(fleet.env(name), "billing", &["team=billing", "pull=quay"]).await;
+    }
+    let saved = dir.path().join("billing.plan.json");
+    let planned = pullwarden(&fleet, &["plan", ws, "--out", path_str(&saved)]).await;
+    assert_eq!(planned.code, Some(0), "{planned}");
+    let swapped = workspace(fleet.kubeconfig())
+        .replace(
+            "    - name: dev\n      labels",
+            "    - name: dev\n      context: staging\n      labels",
+        )
+        .replace(
+            "      context: staging\n      labels: {env: staging}",
+            "      context: dev\n      labels: {env: staging}",
+        );
+    assert!(
+        swapped.contains("context: dev\n")
+            && swapped.contains("- name: dev\n      context: staging"),
+        "{swapped}"
+    );
+    std::fs::write(dir.path().join("workspace.yaml"), &swapped).expect("write");
+    let applied = pullwarden(&fleet, &["apply", ws, "--plan", path_str(&saved)]).await;
+    assert_eq!(applied.code, Some(1), "{applied}");
+    for name in ["dev", "staging"] {
+        assert!(
+            applied.stderr.contains(&format!(
+                "[{name}] pullwarden: refusing the saved plan: it was made for another cluster"
+            )),
+            "{name}: {applied}"
+        );
+        assert!(
+            !exists(fleet.env(name), "billing", "secret", "preprod-pull").await,
+            "{name}"
+        );
+    }
+    assert!(exists(prod, "billing", "secret", "prod-pull").await);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
