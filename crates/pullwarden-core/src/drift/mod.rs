@@ -715,6 +715,69 @@ mod tests {
         );
     }
 
+    /// A fleet's JUnit: one well-formed document, a test suite per cluster
+    /// (hostile text escaped there too), a cluster that was not compared one
+    /// failed case, and the totals the sum of the suites'.
+    #[test]
+    fn a_fleets_junit_has_a_suite_per_cluster() {
+        use crate::escape::tests::HOSTILE;
+        let in_sync = classify(&plan(Vec::new(), Vec::new()), &LiveState::default());
+        let hostile = DriftReport {
+            workspace: "ws".into(),
+            in_sync: false,
+            errors: HOSTILE
+                .iter()
+                .map(|raw| Finding {
+                    code: FindingCode::Conflict,
+                    namespace: Some((*raw).into()),
+                    message: format!("in the way: {raw}"),
+                    assumed: None,
+                })
+                .collect(),
+            ..in_sync.clone()
+        };
+        let xml = junit_fleet(&[
+            ("dev", Ok(&in_sync)),
+            ("prod", Ok(&hostile)),
+            (
+                "staging",
+                Err("cannot reach <the> \"server\" & more".to_owned()),
+            ),
+        ]);
+        let document = roxmltree::Document::parse(&xml).expect("well-formed XML");
+        let suites: Vec<_> = document
+            .descendants()
+            .filter(|n| n.has_tag_name("testsuite"))
+            .collect();
+        let names: Vec<&str> = suites.iter().filter_map(|s| s.attribute("name")).collect();
+        assert_eq!(names, ["cluster dev", "cluster prod", "cluster staging"]);
+        let failures: Vec<&str> = suites
+            .iter()
+            .filter_map(|s| s.attribute("failures"))
+            .collect();
+        let n = HOSTILE.len().to_string();
+        assert_eq!(failures, ["0", n.as_str(), "1"]);
+        let root = document.root_element();
+        assert_eq!(
+            root.attribute("failures"),
+            Some((HOSTILE.len() + 1).to_string().as_str())
+        );
+        assert_eq!(
+            root.attribute("tests"),
+            Some((HOSTILE.len() + 2).to_string().as_str())
+        );
+        let staging = suites[2]
+            .descendants()
+            .find(|n| n.has_tag_name("failure"))
+            .and_then(|f| f.attribute("message"));
+        assert_eq!(staging, Some("cannot reach <the> \"server\" & more"));
+        assert!(
+            github_annotations_for_cluster(&hostile, "prod")
+                .lines()
+                .all(|l| l.starts_with("::error title=pullwarden (cluster prod)::")),
+        );
+    }
+
     #[test]
     fn annotations_cannot_forge_workflow_commands() {
         assert_eq!(render::gh_escape("a\n::error::x"), "a%0A::error::x");
