@@ -38,25 +38,9 @@ pub struct Target {
     pub ws: Workspace,
 }
 
-/// The clusters a workspace names, as (name, context, kubeconfig).
-fn declared(ws: &Workspace) -> Vec<(String, String, Option<PathBuf>)> {
-    ws.clusters
-        .iter()
-        .map(|c| (c.name.clone(), c.context.clone(), c.kubeconfig.clone()))
-        .collect()
-}
-
-/// The workspace the cluster named `name` gets.
-fn workspace_for(ws: &Workspace, name: &str) -> Workspace {
-    match ws.clusters.iter().find(|c| c.name == name) {
-        Some(cluster) => ws.for_cluster(cluster),
-        None => ws.clone(),
-    }
-}
-
 /// The names of the clusters a workspace declares, in its order.
 pub fn names(ws: &Workspace) -> Vec<String> {
-    declared(ws).into_iter().map(|(name, _, _)| name).collect()
+    ws.clusters.iter().map(|c| c.name.clone()).collect()
 }
 
 /// The clusters a command works on: `None` for a workspace without
@@ -71,8 +55,7 @@ pub fn targets(
     live: Option<&Path>,
     out: &Output,
 ) -> Result<Option<Vec<Target>>, Failed> {
-    let declared = declared(ws);
-    if declared.is_empty() {
+    if ws.clusters.is_empty() {
         if let Some(name) = names.first() {
             out.status(&format!(
                 "pullwarden: --cluster {}: workspace {} names no clusters (spec.clusters); it is planned against the one cluster the kubeconfig flags name",
@@ -90,7 +73,7 @@ pub fn targets(
         ));
         return Err(Failed);
     }
-    let known: Vec<&str> = declared.iter().map(|(name, _, _)| name.as_str()).collect();
+    let known: Vec<&str> = ws.clusters.iter().map(|c| c.name.as_str()).collect();
     for name in names {
         if !known.contains(&name.as_str()) {
             out.status(&format!(
@@ -118,8 +101,9 @@ pub fn targets(
     // a `fromCommand`, so it runs only with --allow-commands. (`--live`
     // connects nowhere.)
     if live.is_none() && !pullwarden_spec::credentials::commands_allowed() {
-        for (name, context, kubeconfig) in &declared {
-            let Some(path) = kubeconfig else { continue };
+        for c in &ws.clusters {
+            let (name, context) = (&c.name, &c.context);
+            let Some(path) = &c.kubeconfig else { continue };
             if !names.is_empty() && !names.contains(name) {
                 continue;
             }
@@ -135,18 +119,19 @@ pub fn targets(
             }
         }
     }
-    let targets = declared
-        .into_iter()
-        .filter(|(name, _, _)| names.is_empty() || names.contains(name))
-        .map(|(name, context, kubeconfig)| Target {
+    let targets = ws
+        .clusters
+        .iter()
+        .filter(|c| names.is_empty() || names.contains(&c.name))
+        .map(|c| Target {
+            name: c.name.clone(),
             cluster: ClusterArgs {
-                kubeconfig: kubeconfig.or_else(|| cluster.kubeconfig.clone()),
-                context: Some(context),
+                kubeconfig: c.kubeconfig.clone().or_else(|| cluster.kubeconfig.clone()),
+                context: Some(c.context.clone()),
                 request_timeout: cluster.request_timeout,
             },
-            live: live.map(|dir| snapshot_of(dir, &name)),
-            ws: workspace_for(ws, &name),
-            name,
+            live: live.map(|dir| snapshot_of(dir, &c.name)),
+            ws: ws.for_cluster(c),
         })
         .collect();
     Ok(Some(targets))
