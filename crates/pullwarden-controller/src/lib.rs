@@ -250,7 +250,13 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
 
     let (trigger_tx, mut trigger_rx) = mpsc::unbounded_channel::<Trigger>();
     let namespaces = watch::SharedNamespaces::default();
-    watch::start(&client, &trigger_tx, &log, &namespaces);
+    watch::start(
+        &client,
+        &trigger_tx,
+        &log,
+        &namespaces,
+        config.read.retry.request_timeout,
+    );
     {
         // The workspace folder, polled.
         let path = config.path.clone();
@@ -443,7 +449,7 @@ enum Reconciled {
     /// Whether it converged, and when a held-back change may be written.
     Done(bool, Option<Instant>),
     /// The plan had errors (nothing was applied): the namespaces they name
-    /// (`None` when one names none).
+    /// and those with changes (`None` when an error names no namespace).
     Refused(Option<std::collections::BTreeSet<String>>),
     Stopped,
 }
@@ -556,12 +562,7 @@ async fn reconcile(
                 .field("trigger", &trigger.as_str())
                 .field("scope", &scope_field),
         );
-        return Reconciled::Refused(
-            plan.errors
-                .iter()
-                .map(|f| f.namespace.clone())
-                .collect::<Option<_>>(),
-        );
+        return Reconciled::Refused(scoped::pending(&plan));
     }
     // Changes to objects another writer keeps undoing wait their turn.
     let now = Instant::now();

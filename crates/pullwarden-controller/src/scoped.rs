@@ -28,11 +28,13 @@
 //! write, held-back changes, a plan error that names no namespace).
 //!
 //! The planner's "a plan with errors applies nothing" rule stays the full
-//! plan's ([`Carry`]): after a plan with errors, the namespaces they name are
-//! re-planned with whatever events touch next, until a plan of them is clean;
-//! a namespace no event touched since a clean plan has no new error (its
-//! objects and labels are as they were, and what it wants depends only on
-//! them, or on the namespaces re-planned with it).
+//! plan's ([`Carry`]): after a plan with errors, the namespaces they name and
+//! those where it had changes (nothing was applied) are re-planned with
+//! whatever events touch next, until a plan of them is clean (more than
+//! [`MAX_NAMESPACES`]: a full one); a namespace no event touched since a plan
+//! found it clean and in sync has no new error and nothing to do (its objects
+//! and labels are as they were, and what it wants depends only on them, or on
+//! the namespaces re-planned with it).
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -83,19 +85,36 @@ pub(crate) enum Carry {
 
 impl Carry {
     /// After a plan with errors over `scope` (`None`: every namespace) whose
-    /// errors name `errors` (`None`: one names no namespace).
+    /// errors and changes lie in `pending` (`None`: an error names no namespace).
     pub(crate) fn after_errors(
         scope: Option<&BTreeSet<String>>,
         errors: Option<BTreeSet<String>>,
     ) -> Carry {
         match errors {
             // A scoped plan's errors lie in its namespaces; anything else: full.
-            Some(errors) if scope.is_none_or(|set| errors.is_subset(set)) => {
+            Some(errors)
+                if errors.len() <= MAX_NAMESPACES
+                    && scope.is_none_or(|set| errors.is_subset(set)) =>
+            {
                 Carry::Namespaces(errors)
             }
             _ => Carry::Everything,
         }
     }
+}
+
+/// What a plan refused for its errors leaves to do: the namespaces its
+/// errors name and those where it has changes (nothing was applied); every
+/// other namespace it planned is in sync. `None` when an error names no
+/// namespace.
+pub(crate) fn pending(plan: &pullwarden_core::plan::Plan) -> Option<BTreeSet<String>> {
+    let mut pending = plan
+        .errors
+        .iter()
+        .map(|f| f.namespace.clone())
+        .collect::<Option<BTreeSet<String>>>()?;
+    pending.extend(plan.changes.iter().map(|c| c.namespace.clone()));
+    Some(pending)
 }
 
 /// Whether a grant's subjects depend on which namespaces exist.
@@ -478,6 +497,38 @@ spec:
         assert!(namespaces(&loaded.workspace, &view, &many).is_none());
         view.ready = false;
         assert!(namespaces(&loaded.workspace, &view, &one).is_none());
+    }
+
+    /// A plan refused for an error in one namespace leaves the changes it
+    /// had in another to do (the bench once lost a namespace that way: planned
+    /// beside one whose ServiceAccounts did not exist yet, then forgotten).
+    #[test]
+    fn a_refused_plan_leaves_its_errors_and_its_changes_to_do() {
+        let loaded = load();
+        let mut live = cluster();
+        // team-b's default ServiceAccount does not exist yet: an error there.
+        live.service_accounts
+            .retain(|sa| !(sa.meta.namespace == "team-b" && sa.meta.name == "default"));
+        // team-a: a change (its Secret's data is unreadable: an update).
+        let view = view_of(&live);
+        let set: BTreeSet<String> = ["team-a".to_owned(), "team-b".to_owned()].into();
+        let refused = plan(
+            &loaded,
+            &merge(&view, read_of(&live, &set), &set),
+            Some(&set),
+        );
+        assert_eq!(refused.errors.len(), 1, "{:?}", refused.errors);
+        assert!(
+            titles(&refused).iter().any(|t| t.starts_with("team-a ")),
+            "{:?}",
+            titles(&refused)
+        );
+        let left = pending(&refused).expect("every error names its namespace");
+        assert_eq!(left, set);
+        assert_eq!(
+            Carry::after_errors(Some(&set), Some(left.clone())),
+            Carry::Namespaces(left)
+        );
     }
 
     /// After a plan with errors, their namespaces are planned again with the

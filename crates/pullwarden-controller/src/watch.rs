@@ -48,6 +48,14 @@ pub(crate) struct NamespaceView {
 
 pub(crate) type SharedNamespaces = Arc<Mutex<NamespaceView>>;
 
+/// How long the server keeps one watch request open: less than the client's
+/// `request_timeout`, which bounds every read, so that a watch with no event
+/// for that long ends cleanly (and is resumed from where it was) instead of
+/// failing on a read timeout (which delayed events by the retry backoff).
+pub(crate) fn watch_timeout(request_timeout: std::time::Duration) -> u32 {
+    u32::try_from(request_timeout.as_secs().saturating_sub(5).clamp(1, 290)).unwrap_or(290)
+}
+
 /// Starts one task per watch. Managed Secrets always have one of the two
 /// docker-config types, so the two type-filtered Secret watches also cover
 /// them (and catch a foreign Secret taking a wanted name).
@@ -56,7 +64,9 @@ pub(crate) fn start(
     tx: &UnboundedSender<Trigger>,
     log: &Sink,
     namespaces: &SharedNamespaces,
+    request_timeout: std::time::Duration,
 ) {
+    let config = watcher::Config::default().timeout(watch_timeout(request_timeout));
     let managed = format!(
         "{}={}",
         pullwarden_core::live::MANAGED_BY_LABEL,
@@ -65,7 +75,7 @@ pub(crate) fn start(
     spawn::<Namespace>(
         "namespaces",
         meta(client),
-        watcher::Config::default(),
+        config.clone(),
         tx,
         log,
         Some(namespaces.clone()),
@@ -74,7 +84,7 @@ pub(crate) fn start(
     spawn::<ServiceAccount>(
         "serviceaccounts",
         meta(client),
-        watcher::Config::default(),
+        config.clone(),
         tx,
         log,
         None,
@@ -84,7 +94,7 @@ pub(crate) fn start(
         spawn::<Secret>(
             "secrets",
             meta(client),
-            watcher::Config::default().fields(&format!("type={kind}")),
+            config.clone().fields(&format!("type={kind}")),
             tx,
             log,
             None,
@@ -94,7 +104,7 @@ pub(crate) fn start(
     spawn::<RoleBinding>(
         "rolebindings",
         meta(client),
-        watcher::Config::default().labels(&managed),
+        config.labels(&managed),
         tx,
         log,
         None,
@@ -181,6 +191,7 @@ fn spawn<K>(
                     if let Some(name) = &object.metadata.name {
                         update(view.as_ref(), |v| {
                             v.namespaces.remove(name);
+                            v.ready = listed_once;
                         });
                     }
                     Some(touch(&object, namespaced))
