@@ -244,3 +244,33 @@ pub fn install_panic_hook() {
         std::process::exit(1);
     }));
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clusters_output_keeps_its_problems_for_its_section() {
+        let out = Output::new(ColorChoice::Never, true, 0);
+        assert!(!out.is_cluster() && out.messages().is_empty());
+        let cluster = out.for_cluster("prod");
+        assert!(cluster.is_cluster());
+        cluster.status("pullwarden: a status");
+        cluster.error("pullwarden: an error");
+        cluster.info("only with -v");
+        cluster.report(
+            &miette::miette!(help = "check the server", "cannot reach the server")
+                .wrap_err("cannot read the cluster"),
+        );
+        assert_eq!(
+            cluster.messages(),
+            [
+                "pullwarden: a status",
+                "pullwarden: an error",
+                "cannot read the cluster: cannot reach the server (check the server)",
+            ]
+        );
+        // Each cluster's output is its own.
+        assert!(out.for_cluster("dev").messages().is_empty());
+    }
+}
