@@ -95,3 +95,87 @@ fn a_workspace_named_kubeconfig_runs_its_plugin_only_with_allow_commands() {
         "{output}"
     );
 }
+
+/// Runs `pullwarden` with `args` in `dir`, killing it after `deadline`.
+fn pullwarden_within(
+    dir: &std::path::Path,
+    args: &[&str],
+    deadline: std::time::Duration,
+) -> (Option<i32>, String, std::time::Duration) {
+    let started = std::time::Instant::now();
+    let mut child = Command::new(env!("CARGO_BIN_EXE_pullwarden"))
+        .args(args)
+        .current_dir(dir)
+        .env("NO_COLOR", "1")
+        .env_remove("KUBECONFIG")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pullwarden");
+    loop {
+        if let Some(status) = child.try_wait().expect("wait") {
+            let mut stderr = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().expect("stderr"), &mut stderr)
+                .expect("read stderr");
+            return (status.code(), stderr, started.elapsed());
+        }
+        if started.elapsed() > deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("pullwarden {args:?} still running after {deadline:?}");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn hung_credential_plugins_of_several_clusters_end_at_the_request_timeout() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let dir = tempfile::tempdir().expect("temp dir");
+    let plugin = dir.path().join("plugin.sh");
+    // Waits like a plugin asking for a browser login (bounded, so no
+    // process outlives the test for long).
+    std::fs::write(&plugin, "#!/bin/sh\nexec sleep 40\n").expect("write plugin");
+    std::fs::set_permissions(&plugin, std::fs::Permissions::from_mode(0o755)).expect("chmod");
+    std::fs::create_dir(dir.path().join("ws")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("ws/workspace.yaml"),
+        "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {name: hung}\nspec:\n  namespaces: {include: [\"team-*\"]}\n  clusters:\n    - {name: one, context: pr, kubeconfig: kubeconfig}\n    - {name: two, context: pr, kubeconfig: kubeconfig-2}\n    - {name: three, context: pr, kubeconfig: kubeconfig-3}\n",
+    )
+    .expect("write workspace");
+    for name in ["kubeconfig", "kubeconfig-2", "kubeconfig-3"] {
+        std::fs::write(dir.path().join("ws").join(name), kubeconfig(&plugin))
+            .expect("write kubeconfig");
+    }
+    let (code, stderr, took) = pullwarden_within(
+        dir.path(),
+        &["plan", "ws", "--allow-commands", "--request-timeout", "2s"],
+        std::time::Duration::from_secs(30),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(
+        took < std::time::Duration::from_secs(15),
+        "took {took:?}:\n{stderr}"
+    );
+    for name in ["one", "two", "three"] {
+        assert!(stderr.contains(&format!("[{name}]")), "{name}:\n{stderr}");
+    }
+}
+
+#[test]
+fn a_kubeconfig_that_is_not_a_regular_file_is_refused_not_read() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    std::fs::create_dir(dir.path().join("ws")).expect("mkdir");
+    std::fs::write(
+        dir.path().join("ws/workspace.yaml"),
+        "apiVersion: pullwarden.dev/v1alpha1\nkind: Workspace\nmetadata: {name: zero}\nspec:\n  namespaces: {include: [\"team-*\"]}\n  clusters:\n    - {name: zero, context: z, kubeconfig: /dev/zero}\n",
+    )
+    .expect("write workspace");
+    let (code, stderr, _) = pullwarden_within(
+        dir.path(),
+        &["plan", "ws", "--request-timeout", "2s"],
+        std::time::Duration::from_secs(20),
+    );
+    assert_eq!(code, Some(1), "{stderr}");
+    assert!(stderr.contains("/dev/zero"), "{stderr}");
+}

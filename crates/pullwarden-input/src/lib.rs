@@ -57,6 +57,11 @@ impl Limit {
         bytes: GIB,
         what: "snapshot files",
     };
+    /// A kubeconfig file a workspace names (`spec.clusters[].kubeconfig`).
+    pub const KUBECONFIG: Limit = Limit {
+        bytes: 16 * MIB,
+        what: "kubeconfig files",
+    };
     /// A saved plan (`apply --plan FILE`).
     pub const SAVED_PLAN: Limit = Limit {
         bytes: GIB,

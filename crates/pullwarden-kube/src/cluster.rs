@@ -195,12 +195,22 @@ pub async fn connect(
     context: Option<&str>,
     request_timeout: Duration,
 ) -> Result<Client, ClusterError> {
-    // In a task of its own: kube may run a credential plugin synchronously
-    // while building the client, which would block a timeout polled beside it.
+    // On a blocking thread, not a runtime worker: kube runs an exec
+    // credential plugin synchronously while building the client, and two
+    // hung plugins (a fleet) would otherwise hold both workers, so no timer
+    // would ever fire. The blocking thread has the runtime's context, so the
+    // client's background tasks still run on the runtime's workers. A plugin
+    // that never ends keeps its thread; the command's runtime does not wait
+    // for it on exit.
     let kubeconfig = kubeconfig.map(Path::to_path_buf);
     let context = context.map(str::to_owned);
-    let connecting = tokio::spawn(async move {
-        connect_unbounded(kubeconfig.as_deref(), context.as_deref(), request_timeout).await
+    let handle = tokio::runtime::Handle::current();
+    let connecting = tokio::task::spawn_blocking(move || {
+        handle.block_on(connect_unbounded(
+            kubeconfig.as_deref(),
+            context.as_deref(),
+            request_timeout,
+        ))
     });
     match tokio::time::timeout(request_timeout, connecting).await {
         Ok(Ok(result)) => result,
@@ -225,7 +235,7 @@ pub async fn connect(
 /// reports that). A kubeconfig a *workspace* names is as untrusted as the
 /// workspace: the binary refuses to run its plugin without `--allow-commands`.
 pub fn kubeconfig_runs_a_program(path: &Path, context: &str) -> Option<&'static str> {
-    let file = Kubeconfig::read_from(path).ok()?;
+    let file = read_kubeconfig(path).ok()?;
     let user = file
         .contexts
         .iter()
@@ -249,6 +259,23 @@ pub fn kubeconfig_runs_a_program(path: &Path, context: &str) -> Option<&'static 
     }
 }
 
+/// Reads the kubeconfig file `path` (the `--kubeconfig` flag, or one a fleet
+/// workspace names) as every other input is read: a regular file, at most
+/// [`pullwarden_input::Limit::KUBECONFIG`] (never a FIFO waited on or
+/// `/dev/zero` read forever); then kube parses it, relative certificate and
+/// token paths made relative to its folder.
+fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, ClusterError> {
+    pullwarden_input::read(path, pullwarden_input::Limit::KUBECONFIG).map_err(|e| {
+        ClusterError::Kubeconfig {
+            reason: format!(
+                "{}: {e}",
+                pullwarden_core::render::safe(&path.display().to_string())
+            ),
+        }
+    })?;
+    Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(&e))
+}
+
 async fn connect_unbounded(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
@@ -260,7 +287,7 @@ async fn connect_unbounded(
     };
     let config = match kubeconfig {
         Some(path) => {
-            let file = Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(&e))?;
+            let file = read_kubeconfig(path)?;
             from_kubeconfig(file, &options).await?
         }
         None => match Kubeconfig::read() {
