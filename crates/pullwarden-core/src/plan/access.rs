@@ -814,8 +814,12 @@ pub fn plan_access(
 ) -> AccessChanges {
     let (before, after) = local_policies(before, plan);
     let touched = touched_bindings(plan, &before, &after);
-    let mut scope = Scope::of_workspace(ws, live);
-    scope.add_plan(plan, &touched, live);
+    // No RoleBinding touched, no project changes: the scope is not built.
+    let mut scope = Scope::default();
+    if !touched.is_empty() {
+        scope = Scope::of_workspace(ws, live);
+        scope.add_plan(plan, &touched, live);
+    }
 
     // Which declaration each touched object answers to.
     let mut binding_sources: BTreeMap<String, Vec<String>> = BTreeMap::new();
@@ -882,7 +886,14 @@ pub fn plan_access(
         ..AccessChanges::default()
     };
 
-    // Registries: the ServiceAccounts whose links or linked Secrets change.
+    // Registries: the ServiceAccounts whose links or linked Secrets change
+    // (none without link or Secret changes: every Secret's hosts are then
+    // not worked out).
+    if link_sources.is_empty() && secret_sources.is_empty() {
+        changes.gained.sort();
+        changes.lost.sort();
+        return changes;
+    }
     let secrets_before = PullSecretState::from_live(live);
     let secrets_after = secrets_before.after(plan);
     let mut accounts: BTreeSet<(String, String)> = link_sources.keys().cloned().collect();
