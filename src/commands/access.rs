@@ -43,7 +43,13 @@ pub(crate) fn start_policy_read(
 ) -> tokio::task::JoinHandle<Result<rbac::Policy, pullwarden_kube::ClusterError>> {
     let client = client.clone();
     let options = read_options(cluster);
-    rt.spawn(async move { pullwarden_kube::rbac::read_rbac(&client, &options).await })
+    // Only what can grant a pull is kept (plan, apply and access ask
+    // nothing else): most of a cluster's RoleBindings are of other roles.
+    rt.spawn(async move {
+        let mut policy = pullwarden_kube::rbac::read_rbac(&client, &options).await?;
+        policy.retain_pull_relevant();
+        Ok(policy)
+    })
 }
 
 /// The policy read by [`start_policy_read`]. Credentials that may not list

@@ -64,6 +64,37 @@ impl PullSubject {
     }
 }
 
+impl crate::Policy {
+    /// Drops what can grant no pull: Roles and ClusterRoles whose rules
+    /// allow none ([`pull_streams`]), and the bindings to a role dropped or
+    /// missing (a missing role grants nothing either). Every pull question
+    /// ([`PullIndex`], [`AccessMatrix`], whether `Authorizer::authorize`
+    /// allows a pull and through which bindings) has the same answer on
+    /// what is left; other questions do not, nor does
+    /// `Decision::missing_roles`. A cluster's RoleBindings are mostly of
+    /// other roles (`view`, `edit`, operators'): they are not kept.
+    pub fn retain_pull_relevant(&mut self) {
+        self.roles.retain(|r| pull_streams(&r.rules).is_some());
+        self.cluster_roles
+            .retain(|r| pull_streams(&r.rules).is_some());
+        let roles: HashSet<(&str, &str)> = self
+            .roles
+            .iter()
+            .map(|r| (r.namespace.as_str(), r.name.as_str()))
+            .collect();
+        let cluster_roles: HashSet<&str> =
+            self.cluster_roles.iter().map(|r| r.name.as_str()).collect();
+        let kept = |role: &RoleRef, namespace: &str| match role {
+            RoleRef::Role(name) => roles.contains(&(namespace, name.as_str())),
+            RoleRef::ClusterRole(name) => cluster_roles.contains(name.as_str()),
+            RoleRef::Other { .. } => false,
+        };
+        self.role_bindings
+            .retain(|b| kept(&b.role_ref, &b.namespace));
+        self.cluster_role_bindings.retain(|b| kept(&b.role_ref, ""));
+    }
+}
+
 /// The user and group names some bindings' subjects match: which
 /// [`PullSubject`]s those bindings can apply to, without evaluating them.
 #[derive(Clone, Debug, Default)]

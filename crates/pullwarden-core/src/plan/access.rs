@@ -269,7 +269,7 @@ fn project_diff(
     scope: &Scope,
     before: &rbac::Policy,
     after: &rbac::Policy,
-    touched: &[&rbac::RoleBinding],
+    touched: &[rbac::RoleBinding],
 ) -> rbac::AccessDiff {
     let mut names = rbac::SubjectNames::default();
     for rb in touched {
@@ -371,12 +371,17 @@ fn project_diff_unrestricted(
 }
 
 /// The RoleBindings a plan creates, changes, replaces or deletes, as they
-/// are in `before` and as they will be in `after`.
-fn touched_bindings<'p>(
+/// are in `before` and as they will be in `after`. One `before` lacks (a
+/// policy read keeps only the bindings that can grant a pull:
+/// `Policy::retain_pull_relevant`) is taken from `live`, which the plan was
+/// made from and so holds every binding it changes: its subjects still
+/// widen the scope as before.
+fn touched_bindings(
     plan: &Plan,
-    before: &'p rbac::Policy,
-    after: &'p rbac::Policy,
-) -> Vec<&'p rbac::RoleBinding> {
+    before: &rbac::Policy,
+    after: &rbac::Policy,
+    live: &LiveState,
+) -> Vec<rbac::RoleBinding> {
     let touched: BTreeSet<(&str, &str)> = plan
         .changes
         .iter()
@@ -391,12 +396,35 @@ fn touched_bindings<'p>(
             keys
         })
         .collect();
-    before
+    let is_touched =
+        |rb: &&rbac::RoleBinding| touched.contains(&(rb.namespace.as_str(), rb.name.as_str()));
+    let mut found: Vec<rbac::RoleBinding> = before
         .role_bindings
         .iter()
-        .chain(&after.role_bindings)
-        .filter(|rb| touched.contains(&(rb.namespace.as_str(), rb.name.as_str())))
-        .collect()
+        .filter(is_touched)
+        .cloned()
+        .collect();
+    let read: BTreeSet<(&str, &str)> = found
+        .iter()
+        .map(|rb| (rb.namespace.as_str(), rb.name.as_str()))
+        .collect();
+    let from_live: Vec<rbac::RoleBinding> = live
+        .role_bindings
+        .iter()
+        .filter(|rb| {
+            let key = (rb.meta.namespace.as_str(), rb.meta.name.as_str());
+            touched.contains(&key) && !read.contains(&key)
+        })
+        .map(|rb| rbac::RoleBinding {
+            namespace: rb.meta.namespace.clone(),
+            name: rb.meta.name.clone(),
+            role_ref: role_ref(&rb.role_ref.kind, &rb.role_ref.name),
+            subjects: rb.subjects.iter().map(rbac_subject).collect(),
+        })
+        .collect();
+    found.extend(from_live);
+    found.extend(after.role_bindings.iter().filter(is_touched).cloned());
+    found
 }
 
 /// The host of a registry key as the kubelet normalises it (`quay.io` for
@@ -629,7 +657,7 @@ impl Scope {
 
     /// Adds the subjects and projects of RoleBindings a plan touches (before
     /// and after), and the ServiceAccounts it creates.
-    fn add_plan(&mut self, plan: &Plan, touched: &[&rbac::RoleBinding], live: &LiveState) {
+    fn add_plan(&mut self, plan: &Plan, touched: &[rbac::RoleBinding], live: &LiveState) {
         for rb in touched {
             self.projects.insert(rb.namespace.clone());
             for subject in &rb.subjects {
@@ -813,7 +841,7 @@ pub fn plan_access(
     plan: &Plan,
 ) -> AccessChanges {
     let (before, after) = local_policies(before, plan);
-    let touched = touched_bindings(plan, &before, &after);
+    let touched = touched_bindings(plan, &before, &after, live);
     // No RoleBinding touched, no project changes: the scope is not built.
     let mut scope = Scope::default();
     if !touched.is_empty() {
@@ -1723,15 +1751,18 @@ mod tests {
                 clusters: Vec::new(),
             }];
             let plan = plan(changes);
-            // What plan_access computes, on the local policies ...
-            let (local, local_after) = local_policies(&before, &plan);
-            let touched = touched_bindings(&plan, &local, &local_after);
+            // What plan_access computes, on the policy as read (only what
+            // can grant a pull) and local to the touched namespaces ...
+            let mut read = before.clone();
+            read.retain_pull_relevant();
+            let (local, local_after) = local_policies(&read, &plan);
+            let touched = touched_bindings(&plan, &local, &local_after, &live);
             let ws = workspace(grants);
             let mut scope = Scope::of_workspace(&ws, &live);
             scope.add_plan(&plan, &touched, &live);
             // ... is what the whole policies give, over the whole scope.
             let after = policy_after(&before, &plan);
-            let touched_whole = touched_bindings(&plan, &before, &after);
+            let touched_whole = touched_bindings(&plan, &before, &after, &live);
             let mut whole_scope = Scope::of_workspace(&ws, &live);
             whole_scope.add_plan(&plan, &touched_whole, &live);
             let full = project_diff_unrestricted(&whole_scope, &before, &after);
