@@ -765,7 +765,7 @@ pub async fn read_live(client: &Client, options: &ReadOptions) -> Result<LiveSta
 /// A LIST of `K`'s resource in `namespace` (cluster-wide when `None`),
 /// answered as `T`: a [`crate::convert::listed`] type that deserializes only
 /// what planning uses.
-async fn list_as<K, T>(
+pub(crate) async fn list_as<K, T>(
     client: &Client,
     namespace: Option<&str>,
     params: ListParams,

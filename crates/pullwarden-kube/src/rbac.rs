@@ -15,6 +15,7 @@ use pullwarden_rbac::{
 };
 
 use crate::cluster::{ClusterError, ReadOptions};
+use crate::convert::listed::ListedRoleBinding;
 
 /// What [`read_rbac`] needs, for people.
 pub const READ_RBAC_POLICY_HELP: &str = "pullwarden needs, cluster-wide (a ClusterRole bound by a ClusterRoleBinding): \
@@ -25,14 +26,7 @@ list on roles, clusterroles, rolebindings and clusterrolebindings (API group rba
 pub async fn read_rbac(client: &Client, options: &ReadOptions) -> Result<Policy, ClusterError> {
     let roles: Api<k8s::Role> = Api::all(client.clone());
     let cluster_roles: Api<k8s::ClusterRole> = Api::all(client.clone());
-    let role_bindings: Api<k8s::RoleBinding> = Api::all(client.clone());
-    let cluster_role_bindings: Api<k8s::ClusterRoleBinding> = Api::all(client.clone());
-    let (roles, cluster_roles, role_bindings, cluster_role_bindings) = (
-        &roles,
-        &cluster_roles,
-        &role_bindings,
-        &cluster_role_bindings,
-    );
+    let (roles, cluster_roles) = (&roles, &cluster_roles);
     let (mut roles, mut cluster_roles, mut role_bindings, mut cluster_role_bindings) = tokio::try_join!(
         list_all(
             |p| async move { roles.list(&p).await },
@@ -46,17 +40,28 @@ pub async fn read_rbac(client: &Client, options: &ReadOptions) -> Result<Policy,
             "clusterroles",
             cluster_role
         ),
+        // The bindings, by far the most numerous, decoded leanly (name,
+        // namespace, roleRef, subjects: no `managedFields` trees).
         list_all(
-            |p| async move { role_bindings.list(&p).await },
+            |p| crate::cluster::list_as::<k8s::RoleBinding, ListedRoleBinding>(client, None, p),
             options,
             "rolebindings",
-            role_binding
+            |listed: ListedRoleBinding| role_binding(listed.into())
         ),
         list_all(
-            |p| async move { cluster_role_bindings.list(&p).await },
+            |p| crate::cluster::list_as::<k8s::ClusterRoleBinding, ListedRoleBinding>(
+                client, None, p
+            ),
             options,
             "clusterrolebindings",
-            cluster_role_binding
+            |listed: ListedRoleBinding| {
+                let binding: k8s::RoleBinding = listed.into();
+                cluster_role_binding(k8s::ClusterRoleBinding {
+                    metadata: binding.metadata,
+                    role_ref: binding.role_ref,
+                    subjects: binding.subjects,
+                })
+            }
         ),
     )?;
     roles.sort_by(|a, b| (&a.namespace, &a.name).cmp(&(&b.namespace, &b.name)));
