@@ -4,7 +4,8 @@
 //! command keeps the Secrets as they are (with a metric and Events), and a
 //! workspace reload that failed on the command is retried once it works; a
 //! standby that takes the lease over refreshes before it writes, so it never
-//! puts back the value it resolved at its start; and a
+//! puts back the value it resolved at its start, nor when that refresh fails;
+//! and a
 //! token the test registry's token server stops accepting after 20 s is
 //! refreshed before `can-pull --probe` ever fails. Every test is named
 //! `cluster_*`: `scripts/test.sh` counts them.
@@ -700,4 +701,133 @@ async fn secret_versions(env: &TestEnv, namespaces: &[String]) -> Vec<Option<Str
         out.push(secret.metadata.resource_version);
     }
     out
+}
+
+/// A new leader whose first refresh fails keeps the Secrets the last leader
+/// wrote (it resolved an older value at its start); once the command works
+/// again it writes what it prints.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_a_new_leader_whose_refresh_fails_never_writes_its_older_value() {
+    const V1: &str = "Cmd-Canary-Stale-V1-71e2";
+    const V2: &str = "Cmd-Canary-Stale-V2-8a05";
+    const V3: &str = "Cmd-Canary-Stale-V3-c3d9";
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("pw-credstale");
+    let namespaces: Vec<String> = (0..2).map(|i| format!("{prefix}-{i}")).collect();
+    for ns in &namespaces {
+        env.create_project(ns).await.expect("namespace");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    // Outside the workspace folder: changing them is no workspace change.
+    let tokens = tempfile::tempdir().unwrap();
+    let pw = tokens.path().join("pw");
+    let fail = tokens.path().join("fail");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: {prefix}}}
+spec:
+  namespaces: {{include: [\"{prefix}-*\"]}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: cmd}}
+spec:
+  server: registry.example.com
+  username: robot
+  password:
+    fromCommand:
+      command: [sh, -c, \"test ! -e '{fail}' && cat '{pw}'\"]
+      timeout: 5s
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: cmd-pull}}
+spec:
+  registries: [cmd]
+  namespaces: [\"{prefix}-*\"]
+",
+            fail = path_str(&fail),
+            pw = path_str(&pw),
+        ),
+    )
+    .unwrap();
+    let set_password = |value: &str| {
+        let tmp = tokens.path().join(".pw.tmp");
+        std::fs::write(&tmp, value).unwrap();
+        std::fs::rename(&tmp, &pw).unwrap();
+    };
+    set_password(V1);
+    let lease = unique_name("pw-credlease");
+    let flags = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+        "--resync",
+        "6s",
+    ];
+    let leader = Running::start_with(env, dir.path(), &flags);
+    leader
+        .wait_for("acquired the lease", Duration::from_secs(60))
+        .await;
+    wait_for_password(env, &leader, &namespaces, V1, Duration::from_secs(30)).await;
+    // The standby resolves V1 at its start, then waits.
+    let standby = Running::start_with(env, dir.path(), &flags);
+    standby
+        .wait_for("standby: waiting for the lease", Duration::from_secs(60))
+        .await;
+    // The command prints V2: the leader refreshes (every resync) and writes it.
+    set_password(V2);
+    wait_for_password(env, &leader, &namespaces, V2, Duration::from_secs(30)).await;
+
+    // The command fails from now on, and the leader leaves.
+    std::fs::write(&fail, "").unwrap();
+    let _ = leader.stop().await;
+    standby
+        .wait_for("acquired the lease", Duration::from_secs(15))
+        .await;
+    standby
+        .wait_for("cannot refresh the credential", Duration::from_secs(15))
+        .await;
+    // Past a resync and two retries: the Secrets still hold V2.
+    let until = Instant::now() + Duration::from_secs(8);
+    while Instant::now() < until {
+        let now = passwords(env, &namespaces, "cmd-pull", "registry.example.com").await;
+        assert!(
+            now.iter().all(|p| p.as_deref() == Some(V2)),
+            "the new leader wrote another value over V2 ({} of {} kept); log:\n{}",
+            now.iter().filter(|p| p.as_deref() == Some(V2)).count(),
+            namespaces.len(),
+            standby.log()
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(
+        standby
+            .log()
+            .contains("its Secrets keep their current value until a refresh succeeds"),
+        "{}",
+        standby.log()
+    );
+    let metrics = standby.metrics().await;
+    assert!(metrics.contains("reason=\"credential_stale\""), "{metrics}");
+
+    // The command works again and prints V3: the new leader writes it.
+    set_password(V3);
+    std::fs::remove_file(&fail).unwrap();
+    wait_for_password(env, &standby, &namespaces, V3, Duration::from_secs(30)).await;
+    let log = standby.stop().await;
+    eprintln!(
+        "new leader: {} failed refresh(es) held its Secrets, then V3 was written",
+        log.matches("cannot refresh the credential").count()
+    );
+    for secret in [V1, V2, V3] {
+        assert!(!log.contains(secret), "a password in the log:\n{log}");
+    }
 }

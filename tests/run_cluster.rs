@@ -1393,3 +1393,90 @@ async fn cluster_run_quiet_prints_only_errors() {
         "-q printed more than errors:\n{log}"
     );
 }
+
+/// A workspace change the standby noticed while it waited is applied when it
+/// takes the lease over: it does not prune by the workspace of its start.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_run_a_standby_that_takes_over_applies_the_workspace_changed_while_it_waited() {
+    let env = TestEnv::shared().await;
+    let prefix = unique_name("team");
+    let name = unique_name("run");
+    let lease = unique_name("lease");
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(
+        dir.path().join("workspace.yaml"),
+        glob_workspace(&name, &prefix),
+    )
+    .expect("workspace");
+    let ns = format!("{prefix}-a");
+    create_namespace_with_default_sa(env, &ns).await;
+    let flags = [
+        "--leader-elect",
+        "--lease-namespace",
+        "default",
+        "--lease-name",
+        lease.as_str(),
+        "--lease-duration",
+        "3s",
+    ];
+    let first = Running::start_with(env, dir.path(), &flags);
+    first
+        .wait_for("acquired the lease", 0, Duration::from_secs(60))
+        .await;
+    first.wait_for("in sync", 0, Duration::from_secs(30)).await;
+    let second = Running::start_with(env, dir.path(), &flags);
+    second
+        .wait_for("standby: waiting for the lease", 0, Duration::from_secs(60))
+        .await;
+
+    // A new file with a new PullSecret: the leader reloads and creates it.
+    std::fs::write(
+        dir.path().join("extra.yaml"),
+        format!(
+            "apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: extra-pull}}
+spec:
+  registries: [quay]
+  namespaces: [\"{prefix}-*\"]
+"
+        ),
+    )
+    .expect("extra.yaml");
+    first
+        .wait_for("workspace reloaded", 0, Duration::from_secs(10))
+        .await;
+    let secrets = Api::<Secret>::namespaced(env.admin(), &ns);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while secrets.get_opt("extra-pull").await.expect("get").is_none() {
+        assert!(
+            Instant::now() < deadline,
+            "the leader did not create extra-pull; log:\n{}",
+            first.log()
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // The standby's poller (every 200 ms) has seen the change too.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+
+    // The leader leaves: the standby takes over with the workspace on disk.
+    let (code, _, _) = first.terminate().await;
+    assert_eq!(code, Some(0));
+    second
+        .wait_for("acquired the lease", 0, Duration::from_secs(15))
+        .await;
+    second
+        .wait_for("trigger=leader", 0, Duration::from_secs(15))
+        .await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let log = second.log();
+    assert!(
+        secrets.get_opt("extra-pull").await.expect("get").is_some(),
+        "the new leader pruned extra-pull; log:\n{log}"
+    );
+    assert!(log.contains("workspace reloaded"), "{log}");
+    assert!(!log.contains("delete Secret"), "{log}");
+    let (code, _, log) = second.terminate().await;
+    assert_eq!(code, Some(0), "log:\n{log}");
+    eprintln!("pullwarden run: the new leader kept extra-pull and reloaded the workspace");
+}

@@ -5,7 +5,8 @@
 //! reconciles so it reaches every namespace.
 //!
 //! A failed refresh keeps the value in use (the Secrets keep theirs: nothing
-//! is deleted or blanked), is retried with a doubling delay, counted on
+//! is deleted or blanked, and they are not written until a refresh succeeds,
+//! nor after taking the lease until the first one did), is retried with a doubling delay, counted on
 //! `/metrics`, logged, and recorded as a `Warning` Event
 //! `CredentialRefreshFailed` on each managed Secret that holds the registry
 //! (once per run of failures). The command's output never leaves
@@ -88,6 +89,10 @@ struct Entry {
 /// The refresh schedule of the workspace's `fromCommand` registries.
 pub(crate) struct Refresher {
     entries: BTreeMap<String, Entry>,
+    /// Registries whose value may be older than the one on the cluster: not
+    /// refreshed since this replica took the lease, or their last refresh
+    /// failed. Their Secrets are not written until a refresh succeeds.
+    stale: BTreeSet<String>,
     resync: Duration,
     /// Percent of a lifetime after which a credential is refreshed.
     percent: u8,
@@ -97,6 +102,9 @@ pub(crate) struct Refresher {
 pub(crate) struct Refreshed {
     /// Registries whose value changed (the loop reconciles).
     pub changed: Vec<String>,
+    /// Registries that were stale and were refreshed (the loop reconciles:
+    /// their Secrets were held back).
+    pub recovered: Vec<String>,
 }
 
 impl Refresher {
@@ -104,6 +112,7 @@ impl Refresher {
     pub(crate) fn new(loaded: &Loaded, resync: Duration, percent: u8, metrics: &Metrics) -> Self {
         let mut refresher = Self {
             entries: BTreeMap::new(),
+            stale: BTreeSet::new(),
             resync,
             percent,
         };
@@ -116,6 +125,7 @@ impl Refresher {
         let now = Instant::now();
         let unix = unix_now();
         self.entries.clear();
+        self.stale.clear();
         for registry in loaded.workspace.registries.values() {
             if !credentials::from_command(registry) {
                 continue;
@@ -142,11 +152,23 @@ impl Refresher {
 
     /// Makes every command due now (a replica that just became the leader
     /// may hold values older than the ones the last leader wrote).
+    /// Until each command has run again successfully, the Secrets holding
+    /// its registry are not written ([`Self::held_pull_secrets`]).
     pub(crate) fn all_due(&mut self) {
         let now = Instant::now();
-        for entry in self.entries.values_mut() {
+        for (name, entry) in &mut self.entries {
             entry.due = now;
+            self.stale.insert(name.clone());
         }
+    }
+
+    /// The `PullSecret`s whose Secrets must not be written now: they merge
+    /// a registry whose value may be older than the one on the cluster.
+    pub(crate) fn held_pull_secrets(&self, ws: &Workspace) -> BTreeSet<String> {
+        self.stale
+            .iter()
+            .flat_map(|registry| secrets_of(ws, registry))
+            .collect()
     }
 
     /// Runs the commands that are due, one per registry, off the async
@@ -166,6 +188,7 @@ impl Refresher {
             .map(|(name, _)| name.clone())
             .collect();
         let mut changed = Vec::new();
+        let mut recovered = Vec::new();
         for name in due {
             let Some(registry) = loaded.workspace.registries.get(&name).cloned() else {
                 self.entries.remove(&name);
@@ -189,6 +212,9 @@ impl Refresher {
                     metrics.credential_refresh(&name, "ok");
                     metrics.credential_expiry(&name, fresh.expires_at);
                     entry.failures = 0;
+                    if self.stale.remove(&name) {
+                        recovered.push(name.clone());
+                    }
                     entry.due = Instant::now()
                         + refresh_after(unix_now(), fresh.expires_at, self.resync, self.percent);
                     let same = loaded
@@ -209,6 +235,7 @@ impl Refresher {
                 }
                 Err(problems) => {
                     entry.failures += 1;
+                    self.stale.insert(name.clone());
                     let delay = retry_after(entry.failures);
                     entry.due = Instant::now() + delay;
                     metrics.credential_refresh(&name, "failed");
@@ -241,7 +268,7 @@ impl Refresher {
                 }
             }
         }
-        Refreshed { changed }
+        Refreshed { changed, recovered }
     }
 }
 

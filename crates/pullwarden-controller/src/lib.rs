@@ -300,7 +300,16 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                 _ = stop.changed() => break,
                 () = leadership.acquired() => {}
             }
-            while trigger_rx.try_recv().is_ok() {}
+            // Triggers queued on standby are covered by the full reconcile
+            // below, except a workspace change: the poller will not report
+            // it again, so it is queued once more (reloaded before writing).
+            let mut changed_on_disk = false;
+            while let Ok(t) = trigger_rx.try_recv() {
+                changed_on_disk |= t == Trigger::Workspace;
+            }
+            if changed_on_disk {
+                let _ = trigger_tx.send(Trigger::Workspace);
+            }
             // What this replica resolved may be older than what the last
             // leader wrote: refresh before writing.
             refresher.all_due();
@@ -333,7 +342,7 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                 _ = stop.changed() => break,
                 round = refresher.refresh_due(&mut current, &client, &metrics, &log) => round,
             };
-            if round.changed.is_empty() {
+            if round.changed.is_empty() && round.recovered.is_empty() {
                 // Unchanged, or kept after a failure: nothing to write.
                 continue;
             }
@@ -401,10 +410,12 @@ pub async fn run(client: kube::Client, config: Config, log: Sink) -> Result<(), 
                 }
             }
         }
+        let held = refresher.held_pull_secrets(&current.workspace);
         let ok = reconcile(
             &client,
             &config,
             &current,
+            &held,
             &metrics,
             &log,
             &trigger,
@@ -468,6 +479,7 @@ async fn reconcile(
     client: &kube::Client,
     config: &Config,
     current: &workspace::Loaded,
+    held_pull_secrets: &std::collections::BTreeSet<String>,
     metrics: &Metrics,
     log: &Sink,
     trigger: &Trigger,
@@ -570,8 +582,13 @@ async fn reconcile(
     let mut plan = plan;
     let mut wake: Option<Instant> = None;
     let mut held = 0usize;
+    let mut held_stale = 0usize;
     let changes = std::mem::take(&mut plan.changes);
     for change in changes {
+        if writes_stale_credential(&change, held_pull_secrets) {
+            held_stale += 1;
+            continue;
+        }
         match backoff.decide(&change, now) {
             backoff::Decision::Write => plan.changes.push(change),
             backoff::Decision::Wait {
@@ -606,6 +623,21 @@ async fn reconcile(
                 wake = Some(wake.map_or(until, |w: Instant| w.min(until)));
             }
         }
+    }
+    if held_stale > 0 {
+        metrics.failure("credential_stale");
+        let names = held_pull_secrets
+            .iter()
+            .cloned()
+            .collect::<Vec<_>>()
+            .join(",");
+        log(Log::new(
+            Level::Warn,
+            "a credential was not refreshed since taking the lease or since a failed refresh: its Secrets keep their current value until a refresh succeeds",
+        )
+        .field("pull_secrets", &names)
+        .field("held", &held_stale));
+        held += held_stale;
     }
     if held > 0 {
         plan.schedule = planner::schedule::schedule(&plan.changes);
@@ -716,6 +748,21 @@ async fn reconcile(
     .field("failed", &failed)
     .field("ms", &started.elapsed().as_millis()));
     Reconciled::Done(failed == 0 && held == 0, wake)
+}
+
+/// Whether `change` writes a Secret of one of the `PullSecret`s in `stale`
+/// (a delete writes no value: it is left to the plan).
+fn writes_stale_credential(
+    change: &planner::Change,
+    stale: &std::collections::BTreeSet<String>,
+) -> bool {
+    change.kind == ObjectKind::Secret
+        && change.action != Action::Delete
+        && change
+            .source
+            .as_deref()
+            .and_then(|s| s.strip_prefix("PullSecret/"))
+            .is_some_and(|name| stale.contains(name))
 }
 
 /// The namespaces a workspace names exactly (targets inside its scope): what
