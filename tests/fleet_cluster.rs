@@ -506,3 +506,367 @@ async fn cluster_fleet_one_cluster_down_fails_its_part_and_the_others_are_applie
         "{access_all}"
     );
 }
+
+/// The fleet's kubeconfig with one more context, `alias`: the same cluster
+/// and user as context `of` (two names for one cluster, as people keep).
+fn kubeconfig_with_alias(fleet: &Fleet, of: &str, dir: &Path) -> std::path::PathBuf {
+    let text = std::fs::read_to_string(fleet.kubeconfig()).expect("fleet kubeconfig");
+    let mut config: serde_json::Value = serde_json::from_str(&text).expect("kubeconfig JSON");
+    let contexts = config["contexts"].as_array_mut().expect("contexts");
+    let mut alias = contexts
+        .iter()
+        .find(|c| c["name"] == of)
+        .expect("the context")
+        .clone();
+    alias["name"] = "alias".into();
+    contexts.push(alias);
+    let path = dir.join("kubeconfig-with-alias");
+    std::fs::write(&path, config.to_string()).expect("write");
+    path
+}
+
+/// `pullwarden ARGS --kubeconfig KUBECONFIG`.
+async fn with_kubeconfig(kubeconfig: &Path, args: &[&str]) -> Run {
+    let mut all = args.to_vec();
+    all.extend([
+        "--kubeconfig",
+        path_str(kubeconfig),
+        "--request-timeout",
+        "5s",
+    ]);
+    run(binary(), &all, &[]).await
+}
+
+/// Clusters `a` (context one) and `b` (context alias: the same cluster) and
+/// `c` (context two); `only-a` limited to a, `only-b` to b, `everywhere` on
+/// every cluster; prune on.
+fn alias_workspace() -> &'static str {
+    "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {name: acme-alias}
+spec:
+  namespaces:
+    include: [payments]
+  prune: true
+  clusters:
+    - {name: a, context: one}
+    - {name: b, context: alias}
+    - {name: c, context: two}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {name: quay}
+spec:
+  server: quay.io
+  username: robot
+  password: {fromFile: password}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {name: only-a}
+spec:
+  registries: [quay]
+  clusters: [a]
+  namespaces: [payments]
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {name: only-b}
+spec:
+  registries: [quay]
+  clusters: [b]
+  namespaces: [payments]
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {name: everywhere}
+spec:
+  registries: [quay]
+  namespaces: [payments]
+"
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_fleet_two_entries_reaching_one_cluster_are_refused_and_the_others_run() {
+    let fleet = Fleet::start(&["one", "two"])
+        .await
+        .expect("two control planes");
+    for name in fleet.names() {
+        namespace(fleet.env(name), "payments", &[]).await;
+    }
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("workspace.yaml"), alias_workspace()).expect("write");
+    std::fs::write(dir.path().join("password"), PASSWORD).expect("write");
+    let ws = path_str(dir.path());
+    let kubeconfig = kubeconfig_with_alias(&fleet, "one", dir.path());
+    let (one, two) = (fleet.env("one"), fleet.env("two"));
+    // Cluster a alone: it cannot see that b is the same cluster.
+    let only_a = with_kubeconfig(
+        &kubeconfig,
+        &["apply", ws, "--cluster", "a", "--auto-approve"],
+    )
+    .await;
+    assert_eq!(only_a.code, Some(0), "{only_a}");
+    assert!(exists(one, "payments", "secret", "only-a").await);
+
+    let refused = |stderr: &str, what: &str| {
+        for (me, other) in [("a", "b"), ("b", "a")] {
+            assert!(
+                stderr.contains(&format!(
+                    "[{me}] pullwarden: cluster {me} and cluster {other} of spec.clusters reach the same cluster (kube-system UID "
+                )) && stderr.contains(&format!("nothing was {what} on either")),
+                "{me}: {stderr}"
+            );
+        }
+    };
+    let planned = with_kubeconfig(&kubeconfig, &["plan", ws]).await;
+    assert_eq!(planned.code, Some(1), "{planned}");
+    refused(&planned.stderr, "planned");
+    for name in ["a", "b"] {
+        let part = section(&planned.stdout, name);
+        assert!(
+            part.contains("reach the same cluster") && part.contains("Nothing was planned"),
+            "{name}: {planned}"
+        );
+    }
+    assert!(
+        section(&planned.stdout, "c").contains("create  Secret everywhere"),
+        "{planned}"
+    );
+    assert!(
+        planned.stderr.contains("2 clusters of 3 failed: a, b"),
+        "{planned}"
+    );
+
+    // apply: nothing written on the shared cluster (only-b not created,
+    // only-a not pruned); c applied; exit 1.
+    let applied = with_kubeconfig(&kubeconfig, &["apply", ws, "--auto-approve"]).await;
+    assert_eq!(applied.code, Some(1), "{applied}");
+    refused(&applied.stderr, "applied");
+    assert!(
+        applied.stderr.contains("nothing applied on a, b"),
+        "{applied}"
+    );
+    assert!(exists(one, "payments", "secret", "only-a").await);
+    assert!(!exists(one, "payments", "secret", "only-b").await);
+    assert!(exists(two, "payments", "secret", "everywhere").await);
+    assert!(!exists(two, "payments", "secret", "only-a").await);
+
+    let drift = with_kubeconfig(&kubeconfig, &["drift", ws]).await;
+    assert_eq!(drift.code, Some(1), "{drift}");
+    refused(&drift.stderr, "compared");
+    assert!(section(&drift.stdout, "c").contains("In sync"), "{drift}");
+
+    // Snapshots of the two entries are snapshots of one cluster (the
+    // kube-system UID is in them): planned from them, refused the same way.
+    let snaps = dir.path().join("snaps");
+    let snapped = with_kubeconfig(&kubeconfig, &["snapshot", ws, "--out", path_str(&snaps)]).await;
+    assert_eq!(snapped.code, Some(0), "{snapped}");
+    let offline = with_kubeconfig(&kubeconfig, &["plan", ws, "--live", path_str(&snaps)]).await;
+    assert_eq!(offline.code, Some(1), "{offline}");
+    refused(&offline.stderr, "planned");
+    assert!(
+        section(&offline.stdout, "c").contains("No changes: the cluster matches the workspace."),
+        "{offline}"
+    );
+}
+
+/// A fleet of one cluster, `prod`, reached through `context`.
+fn bound_workspace(context: &str) -> String {
+    format!(
+        "apiVersion: pullwarden.dev/v1alpha1
+kind: Workspace
+metadata: {{name: acme-bound}}
+spec:
+  namespaces:
+    include: [payments]
+  clusters:
+    - {{name: prod, context: {context}}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: Registry
+metadata: {{name: quay}}
+spec:
+  server: quay.io
+  username: robot
+  password: {{fromFile: password}}
+---
+apiVersion: pullwarden.dev/v1alpha1
+kind: PullSecret
+metadata: {{name: quay-pull}}
+spec:
+  registries: [quay]
+  namespaces: [payments]
+"
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn cluster_a_plan_saved_from_a_snapshot_is_bound_to_the_snapshot_s_cluster() {
+    let fleet = Fleet::start(&["one", "two"])
+        .await
+        .expect("two control planes");
+    for name in fleet.names() {
+        namespace(fleet.env(name), "payments", &[]).await;
+    }
+    let (one, two) = (fleet.env("one"), fleet.env("two"));
+    let dir = tempfile::tempdir().expect("tempdir");
+    std::fs::write(dir.path().join("password"), PASSWORD).expect("write");
+    let ws = path_str(dir.path());
+    let workspace = dir.path().join("workspace.yaml");
+    std::fs::write(&workspace, bound_workspace("one")).expect("write");
+
+    // A fleet: prod's snapshot taken of cluster one, planned offline.
+    let snaps = dir.path().join("snaps");
+    let snapped = pullwarden(&fleet, &["snapshot", ws, "--out", path_str(&snaps)]).await;
+    assert_eq!(snapped.code, Some(0), "{snapped}");
+    let saved = dir.path().join("fleet.plan.json");
+    let planned = pullwarden(
+        &fleet,
+        &[
+            "plan",
+            ws,
+            "--live",
+            path_str(&snaps),
+            "--out",
+            path_str(&saved),
+        ],
+    )
+    .await;
+    assert_eq!(planned.code, Some(0), "{planned}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&saved).expect("saved")).expect("JSON");
+    assert!(
+        file["clusters"][0]["saved"]["cluster"]["kube_system_uid"].is_string(),
+        "{file}"
+    );
+    // prod now reaches cluster two: refused there, nothing written.
+    std::fs::write(&workspace, bound_workspace("two")).expect("write");
+    let other = pullwarden(&fleet, &["apply", ws, "--plan", path_str(&saved)]).await;
+    assert_eq!(other.code, Some(1), "{other}");
+    assert!(
+        other.stderr.contains(
+            "[prod] pullwarden: refusing the saved plan: it was made for another cluster"
+        ),
+        "{other}"
+    );
+    assert!(!exists(two, "payments", "secret", "quay-pull").await);
+    // Back on cluster one: accepted.
+    std::fs::write(&workspace, bound_workspace("one")).expect("write");
+    let same = pullwarden(&fleet, &["apply", ws, "--plan", path_str(&saved)]).await;
+    assert_eq!(same.code, Some(0), "{same}");
+    assert!(exists(one, "payments", "secret", "quay-pull").await);
+
+    // One cluster (no spec.clusters): the same, with --context.
+    let single = dir.path().join("single");
+    std::fs::create_dir(&single).expect("mkdir");
+    std::fs::write(single.join("password"), PASSWORD).expect("write");
+    std::fs::write(
+        single.join("workspace.yaml"),
+        bound_workspace("unused")
+            .replace("acme-bound", "acme-single")
+            .replace("quay-pull", "single-pull")
+            .replace("  clusters:\n    - {name: prod, context: unused}\n", ""),
+    )
+    .expect("write");
+    let single_ws = path_str(&single);
+    let snap = dir.path().join("two.json");
+    let snapped = pullwarden(
+        &fleet,
+        &["snapshot", "--context", "two", "--out", path_str(&snap)],
+    )
+    .await;
+    assert_eq!(snapped.code, Some(0), "{snapped}");
+    let one_plan = dir.path().join("one.plan.json");
+    let planned = pullwarden(
+        &fleet,
+        &[
+            "plan",
+            single_ws,
+            "--live",
+            path_str(&snap),
+            "--out",
+            path_str(&one_plan),
+        ],
+    )
+    .await;
+    assert_eq!(planned.code, Some(0), "{planned}");
+    let other = pullwarden(
+        &fleet,
+        &[
+            "apply",
+            single_ws,
+            "--plan",
+            path_str(&one_plan),
+            "--context",
+            "one",
+        ],
+    )
+    .await;
+    assert_eq!(other.code, Some(1), "{other}");
+    assert!(
+        other
+            .stderr
+            .contains("refusing the saved plan: it was made for another cluster"),
+        "{other}"
+    );
+    assert!(!exists(one, "payments", "secret", "single-pull").await);
+    let same = pullwarden(
+        &fleet,
+        &[
+            "apply",
+            single_ws,
+            "--plan",
+            path_str(&one_plan),
+            "--context",
+            "two",
+        ],
+    )
+    .await;
+    assert_eq!(same.code, Some(0), "{same}");
+    assert!(exists(two, "payments", "secret", "single-pull").await);
+
+    // A snapshot without kube-system still plans; its saved plan names no
+    // cluster, so a cluster that can be told refuses it.
+    let text = std::fs::read_to_string(&snap).expect("snapshot");
+    let mut list: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+    list["items"]
+        .as_array_mut()
+        .expect("items")
+        .retain(|item| !(item["kind"] == "Namespace" && item["metadata"]["name"] == "kube-system"));
+    let bare = dir.path().join("bare.json");
+    std::fs::write(&bare, list.to_string()).expect("write");
+    let unbound = dir.path().join("unbound.plan.json");
+    let planned = pullwarden(
+        &fleet,
+        &[
+            "plan",
+            single_ws,
+            "--live",
+            path_str(&bare),
+            "--out",
+            path_str(&unbound),
+        ],
+    )
+    .await;
+    assert_eq!(planned.code, Some(0), "{planned}");
+    let refused = pullwarden(
+        &fleet,
+        &[
+            "apply",
+            single_ws,
+            "--plan",
+            path_str(&unbound),
+            "--context",
+            "two",
+        ],
+    )
+    .await;
+    assert_eq!(refused.code, Some(1), "{refused}");
+    assert!(
+        refused
+            .stderr
+            .contains("refusing the saved plan: it names no cluster"),
+        "{refused}"
+    );
+}

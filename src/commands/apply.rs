@@ -253,7 +253,7 @@ fn apply_fleet(
             return Err(Failed);
         }
     }
-    let runs = fleet::run_each(targets, out, |target, out| {
+    let mut runs = fleet::run_each(targets, out, |target, out| {
         let saved = match saved {
             None => None,
             Some(fleet_plan) => {
@@ -282,6 +282,13 @@ fn apply_fleet(
             out,
         )
     });
+    // Before anything is written: two parts on one cluster apply nowhere.
+    fleet::refuse_shared_clusters(
+        &mut runs,
+        |prepared| prepared.live.cluster.as_ref(),
+        "applied",
+        out,
+    );
     let sections: Vec<Section<'_>> = runs
         .iter()
         .map(|run| Section {

@@ -26,22 +26,23 @@ pub fn drift(args: &crate::cli::DriftArgs, out: &Output) -> ExitCode {
         return ExitCode::from(1);
     };
     if let Some(targets) = targets {
-        let runs = fleet::run_each(&targets, out, |target, out| {
+        let mut runs = fleet::run_each(&targets, out, |target, out| {
             let live = fleet::live_of(target, out)?;
             let live = live_state(live, &target.cluster, Some(&target.ws), out)?;
             let planned = make_plan(&target.ws, &registries, &live, false);
             let mut report = drift::classify(&planned.plan, &live);
             // Every medium names the workspace: there, it names the cluster too.
             report.workspace = format!("{} (cluster {})", report.workspace, target.name);
-            Ok(report)
+            Ok((report, live.cluster))
         });
+        fleet::refuse_shared_clusters(&mut runs, |(_, cluster)| cluster.as_ref(), "compared", out);
         let reports: Vec<(&str, Result<&DriftReport, &[String]>)> = runs
             .iter()
             .map(|run| {
                 (
                     run.name.as_str(),
                     match &run.result {
-                        Ok(report) => Ok(report),
+                        Ok((report, _)) => Ok(report),
                         Err(Failed) => Err(run.messages.as_slice()),
                     },
                 )

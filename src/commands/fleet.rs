@@ -13,6 +13,7 @@ use std::process::ExitCode;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use pullwarden_core::live::ClusterId;
 use pullwarden_core::model::Workspace;
 use pullwarden_core::render;
 
@@ -232,6 +233,64 @@ pub fn run_each<T: Send>(
                 .expect("every target is worked on")
         })
         .collect()
+}
+
+/// Refuses every part that reached the same cluster as another part: two
+/// entries of `spec.clusters` whose contexts lead to one cluster (an alias
+/// context, another kubeconfig), told by the `kube-system` Namespace's UID
+/// each part read (`cluster_of`). Each such part would plan, and prune, as if
+/// the cluster got only its own declarations, undoing the other's: both
+/// become errors naming each other, so nothing is planned, written or
+/// compared there; the parts on distinct clusters are untouched. Runs after
+/// the reads and before anything is written. A part whose cluster cannot be
+/// told (credentials that cannot list namespaces, a snapshot without
+/// `kube-system`) is not compared. `what` says what is not done: `planned`,
+/// `applied`, `compared`.
+pub fn refuse_shared_clusters<T>(
+    runs: &mut [ClusterRun<T>],
+    cluster_of: impl Fn(&T) -> Option<&ClusterId>,
+    what: &str,
+    out: &Output,
+) {
+    let seen: Vec<(String, Option<String>)> = runs
+        .iter()
+        .map(|run| {
+            let uid = run
+                .result
+                .as_ref()
+                .ok()
+                .and_then(&cluster_of)
+                .map(|id| id.kube_system_uid.clone());
+            (run.name.clone(), uid)
+        })
+        .collect();
+    for run in runs.iter_mut() {
+        let Some((_, Some(uid))) = seen.iter().find(|(name, _)| *name == run.name) else {
+            continue;
+        };
+        let others: Vec<String> = seen
+            .iter()
+            .filter(|(name, other)| *name != run.name && other.as_ref() == Some(uid))
+            .map(|(name, _)| render::safe(name))
+            .collect();
+        if others.is_empty() {
+            continue;
+        }
+        let message = format!(
+            "pullwarden: cluster {} and cluster {} of spec.clusters reach the same cluster (kube-system UID {}): each would be {what} as if that cluster got only its own PullSecrets and PullGrants, and prune the other's; nothing was {what} on {}. Give each entry of spec.clusters a cluster of its own (contexts that are aliases of one cluster are one entry)",
+            render::safe(&run.name),
+            others.join(", "),
+            render::safe(uid),
+            if others.len() == 1 {
+                "either"
+            } else {
+                "any of them"
+            },
+        );
+        out.for_cluster(&run.name).error(&message);
+        run.result = Err(Failed);
+        run.messages = vec![message];
+    }
 }
 
 /// How one cluster ended, for the combined exit code.

@@ -46,7 +46,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
         return ExitCode::from(1);
     };
     if let Some(targets) = targets {
-        let runs = fleet::run_each(&targets, out, |target, out| {
+        let mut runs = fleet::run_each(&targets, out, |target, out| {
             let live = fleet::live_of(target, out)?;
             plan_one(
                 &rt,
@@ -59,6 +59,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
             )
         });
         drop(rt);
+        fleet::refuse_shared_clusters(&mut runs, |made| made.cluster.as_ref(), "planned", out);
         return print_fleet(args, &ws, &targets, &runs, out);
     }
     let Ok(made) = plan_one(

@@ -25,8 +25,10 @@ pub struct SavedPlan {
     pub iterations: u32,
     /// `namespace/name` -> digest of the Secret data apply will write.
     pub secret_digests: BTreeMap<String, String>,
-    /// The cluster the plan was made for, when known (not for a plan made
-    /// from a snapshot, nor by credentials that cannot list namespaces).
+    /// The cluster the plan was made for (its `kube-system` Namespace's UID),
+    /// when known: not for a plan made from a snapshot without the
+    /// `kube-system` Namespace, nor by credentials that cannot list
+    /// namespaces.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub cluster: Option<crate::live::ClusterId>,
 }
@@ -41,6 +43,10 @@ pub enum Refusal {
     /// The plan names a cluster, and this one cannot be told (its
     /// namespaces cannot be listed).
     UnknownCluster,
+    /// The plan names no cluster (made from a snapshot without the
+    /// `kube-system` Namespace, or by credentials that cannot list
+    /// namespaces), and this cluster can be told: nothing binds the plan to it.
+    NoCluster { now: String },
     /// Something the plan assumed moved; one line per thing.
     Stale(Vec<String>),
     /// The file is not the plan this workspace gives now (edited, or the
@@ -60,6 +66,10 @@ impl std::fmt::Display for Refusal {
             ),
             Refusal::UnknownCluster => f.write_str(
                 "it was made for one cluster, and these credentials cannot tell which cluster this is (they cannot list namespaces)",
+            ),
+            Refusal::NoCluster { now } => write!(
+                f,
+                "it names no cluster (it was made from a snapshot without the kube-system Namespace, or by credentials that cannot list namespaces), so it is not known to be for this one (kube-system UID {now}); plan against this cluster, or a snapshot of it that holds kube-system"
             ),
             Refusal::Stale(reasons) => write!(
                 f,
@@ -87,7 +97,8 @@ pub fn check_kind(saved: &SavedPlan) -> Result<(), Refusal> {
 }
 
 /// The policy of `apply --plan`: the saved plan is executed only on the
-/// cluster it was made for, only if nothing it assumed moved
+/// cluster it was made for (a plan that names no cluster only where the
+/// cluster cannot be told either), only if nothing it assumed moved
 /// ([`stale_reasons`]), and only if it is exactly the plan the workspace
 /// gives now (`fresh`, planned from the same live state), so a hand-edited
 /// file cannot widen what apply does.
@@ -110,6 +121,10 @@ pub fn accept(
             Some(_) => {}
             None => return Err(Refusal::UnknownCluster),
         }
+    } else if let Some(now) = &live.cluster {
+        return Err(Refusal::NoCluster {
+            now: now.kube_system_uid.clone(),
+        });
     }
     let reasons = stale_reasons(saved, workspace, live, fresh_desired);
     if !reasons.is_empty() {
@@ -417,16 +432,26 @@ mod tests {
             accept(&made_for_a, "ws", &live(None), &fresh, &Desired::default()),
             Err(Refusal::UnknownCluster)
         );
-        // A plan made from a snapshot names no cluster: the per-object
-        // UID and resourceVersion checks still guard it.
+        // A plan that names no cluster (a snapshot without kube-system):
+        // refused where the cluster can be told, since nothing binds it
+        // there; accepted where it cannot be told either (credentials that
+        // cannot list namespaces), guarded by the per-object checks only.
+        let refused = accept(
+            &saved(None),
+            "ws",
+            &live(Some("b")),
+            &fresh,
+            &Desired::default(),
+        );
+        assert_eq!(refused, Err(Refusal::NoCluster { now: "b".into() }));
+        assert!(
+            refused
+                .unwrap_err()
+                .to_string()
+                .contains("it names no cluster"),
+        );
         assert_eq!(
-            accept(
-                &saved(None),
-                "ws",
-                &live(Some("b")),
-                &fresh,
-                &Desired::default()
-            ),
+            accept(&saved(None), "ws", &live(None), &fresh, &Desired::default()),
             Ok(())
         );
     }

@@ -286,6 +286,15 @@ impl Loader {
                 let namespace: Namespace = typed(object, at, &description)?;
                 self.check_unique(&kind, &namespace.metadata, at, &description)?;
                 self.namespace_objects += 1;
+                // kube-system's UID identifies the cluster (as when read
+                // from it), so a plan saved from the snapshot is bound to it.
+                if namespace.metadata.name.as_deref() == Some("kube-system")
+                    && let Some(uid) = namespace.metadata.uid.as_ref().filter(|u| !u.is_empty())
+                {
+                    self.live.cluster = Some(pullwarden_core::live::ClusterId {
+                        kube_system_uid: uid.clone(),
+                    });
+                }
                 if let Some(name) = live_namespace(&namespace) {
                     let labels = namespace.metadata.labels.unwrap_or_default();
                     self.live.namespace_labels.insert(name.clone(), labels);
@@ -922,6 +931,48 @@ mod tests {
             "apiVersion: v1\nkind: Namespace\nmetadata: {name: ns}\nstatus: {phase: Terminating}\n",
         );
         assert!(load_snapshot(&file).unwrap().live.namespaces.is_empty());
+    }
+
+    #[test]
+    fn the_kube_system_uid_identifies_the_snapshot_s_cluster() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = write(
+            dir.path(),
+            "kubectl.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system, uid: 0d5c-ks}\n---\n\
+             apiVersion: v1\nkind: Namespace\nmetadata: {name: team-a, uid: 77aa-team}\n",
+        );
+        let live = read_live_files(&file).unwrap();
+        assert_eq!(
+            live.cluster.map(|c| c.kube_system_uid).as_deref(),
+            Some("0d5c-ks")
+        );
+        // Without kube-system (or without its UID) the cluster is unknown,
+        // and the snapshot is still read.
+        let file = write(dir.path(), "bare.yaml", NAMESPACE);
+        assert_eq!(read_live_files(&file).unwrap().cluster, None);
+        let file = write(
+            dir.path(),
+            "no-uid.yaml",
+            "apiVersion: v1\nkind: Namespace\nmetadata: {name: kube-system}\n",
+        );
+        assert_eq!(read_live_files(&file).unwrap().cluster, None);
+        // `pullwarden snapshot` writes it, and reading the snapshot back
+        // gives the same cluster.
+        let mut taken = LiveState::default();
+        taken.namespaces.insert("kube-system".into());
+        taken.namespaces.insert("team-a".into());
+        taken.cluster = Some(pullwarden_core::live::ClusterId {
+            kube_system_uid: "4e1f-ks".into(),
+        });
+        let text = crate::snapshot::snapshot_json(
+            &taken,
+            b"salt",
+            1,
+            pullwarden_core::secret::DigestKey::from_bytes([1; 32]),
+        );
+        let file = write(dir.path(), "snapshot.json", &text);
+        assert_eq!(read_live_files(&file).unwrap().cluster, taken.cluster);
     }
 
     #[test]

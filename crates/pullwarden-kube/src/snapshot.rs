@@ -77,10 +77,18 @@ pub fn snapshot_json(live: &LiveState, salt: &[u8], iterations: u32, key: Digest
     };
     let mut items: Vec<Value> = Vec::new();
     for name in &live.namespaces {
+        // kube-system keeps its UID: it identifies the cluster, so a plan
+        // saved from the snapshot is bound to the cluster it was taken of.
+        let uid = live
+            .cluster
+            .as_ref()
+            .filter(|_| name == "kube-system")
+            .map(|id| id.kube_system_uid.clone());
         let ns = Namespace {
             metadata: ObjectMeta {
                 name: Some(name.clone()),
                 labels: live.namespace_labels.get(name).cloned(),
+                uid,
                 ..ObjectMeta::default()
             },
             ..Namespace::default()
