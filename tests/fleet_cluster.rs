@@ -657,6 +657,57 @@ async fn cluster_fleet_two_entries_reaching_one_cluster_are_refused_and_the_othe
     refused(&drift.stderr, "compared");
     assert!(section(&drift.stdout, "c").contains("In sync"), "{drift}");
 
+    // apply --plan: a and b planned one at a time (each alone cannot see
+    // the other) and put in one file: both parts refused before anything
+    // is written (b's part would prune only-a).
+    let mut parts = Vec::new();
+    for name in ["a", "b"] {
+        let file = dir.path().join(format!("{name}.plan.json"));
+        let planned = with_kubeconfig(
+            &kubeconfig,
+            &["plan", ws, "--cluster", name, "--out", path_str(&file)],
+        )
+        .await;
+        assert_eq!(planned.code, Some(0), "{planned}");
+        let text = std::fs::read_to_string(&file).expect("saved");
+        let saved: serde_json::Value = serde_json::from_str(&text).expect("JSON");
+        parts.push(saved["clusters"][0].clone());
+    }
+    assert!(
+        parts[1]["saved"]["plan"]["changes"]
+            .as_array()
+            .expect("changes")
+            .iter()
+            .any(|c| c["action"] == "delete" && c["name"] == "only-a"),
+        "{}",
+        parts[1]
+    );
+    let both = dir.path().join("both.plan.json");
+    let document = serde_json::json!({
+        "kind": "pullwarden saved fleet plan",
+        "workspace": "acme-alias",
+        "clusters": parts,
+    });
+    std::fs::write(&both, document.to_string()).expect("write");
+    let applied = with_kubeconfig(
+        &kubeconfig,
+        &[
+            "apply",
+            ws,
+            "--plan",
+            path_str(&both),
+            "--cluster",
+            "a",
+            "--cluster",
+            "b",
+        ],
+    )
+    .await;
+    assert_eq!(applied.code, Some(1), "{applied}");
+    refused(&applied.stderr, "applied");
+    assert!(exists(one, "payments", "secret", "only-a").await);
+    assert!(!exists(one, "payments", "secret", "only-b").await);
+
     // Snapshots of the two entries are snapshots of one cluster (the
     // kube-system UID is in them): planned from them, refused the same way.
     let snaps = dir.path().join("snaps");
