@@ -265,14 +265,17 @@ pub fn kubeconfig_runs_a_program(path: &Path, context: &str) -> Option<&'static 
 /// `/dev/zero` read forever); then kube parses it, relative certificate and
 /// token paths made relative to its folder.
 fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, ClusterError> {
-    pullwarden_input::read(path, pullwarden_input::Limit::KUBECONFIG).map_err(|e| {
-        ClusterError::Kubeconfig {
-            reason: format!(
-                "{}: {e}",
-                pullwarden_core::render::safe(&path.display().to_string())
-            ),
-        }
-    })?;
+    // A file that is not there is reported by kube's read below, as before.
+    if std::fs::metadata(path).is_ok() {
+        pullwarden_input::read(path, pullwarden_input::Limit::KUBECONFIG).map_err(|e| {
+            ClusterError::Kubeconfig {
+                reason: format!(
+                    "{}: {e}",
+                    pullwarden_core::render::safe(&path.display().to_string())
+                ),
+            }
+        })?;
+    }
     Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(&e))
 }
 
