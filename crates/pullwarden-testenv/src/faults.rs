@@ -20,6 +20,10 @@
 //! `Expired` on a request carrying a `continue` token, and a response body
 //! streamed slowly (within, or past, the client's timeout).
 //!
+//! [`Schedule::fixed_delay`] injects no fault: it holds every answer a fixed
+//! time ([`FaultKind::Latency`]), as a remote cluster's network round trip
+//! would (the benchmark's emulated fleet, `pullwarden-testenv proxy`).
+//!
 //! Forwarded requests run to completion even when the client gave up on them
 //! (they are spawned): a write the client timed out on still lands, as it
 //! does behind a real load balancer. [`FaultProxy::wait_idle`] waits for them.
@@ -70,6 +74,11 @@ pub enum FaultKind {
     /// The request is forwarded; the body is streamed in 8 pieces, in total
     /// within half the client's timeout or past it.
     SlowStream,
+    /// Not a fault: the request is forwarded and its answer held a fixed
+    /// time (an emulated round trip, [`Schedule::fixed_delay`]). Never drawn
+    /// from a seed (not in [`FaultKind::ALL`]) nor listed in
+    /// [`FaultProxy::injected`].
+    Latency,
 }
 
 impl FaultKind {
@@ -100,6 +109,9 @@ pub struct Schedule {
     pub client_timeout: Duration,
     /// Faults for given requests, checked before the seeded draw.
     pub rules: Vec<Rule>,
+    /// Every request that gets no fault has its answer held this long
+    /// ([`FaultKind::Latency`]); `None`: answered as soon as the server answers.
+    pub latency: Option<Duration>,
 }
 
 /// One targeted fault: the `attempt`-th (from 0) `method` request whose path
@@ -123,6 +135,16 @@ impl Schedule {
             reads_only: false,
             client_timeout: Duration::from_secs(1),
             rules: Vec::new(),
+            latency: None,
+        }
+    }
+
+    /// No faults; every request is forwarded and its answer held `delay`
+    /// (an emulated network round trip; zero: no delay).
+    pub fn fixed_delay(delay: Duration) -> Schedule {
+        Schedule {
+            latency: Some(delay).filter(|d| !d.is_zero()),
+            ..Schedule::none()
         }
     }
 
@@ -161,6 +183,7 @@ impl Schedule {
             reads_only: false,
             client_timeout,
             rules: Vec::new(),
+            latency: None,
         }
     }
 
@@ -171,7 +194,8 @@ impl Schedule {
         self
     }
 
-    /// The fault for the `attempt`-th (from 0) request with `key`, if any.
+    /// What happens to the `attempt`-th (from 0) request with `key`: a
+    /// fault, else the schedule's latency, if any.
     fn decide(
         &self,
         method: &Method,
@@ -179,6 +203,12 @@ impl Schedule {
         attempt: u64,
         has_continue: bool,
     ) -> Option<Fault> {
+        self.fault(method, key, attempt, has_continue)
+            .or(self.latency.map(Fault::Latency))
+    }
+
+    /// The fault for the `attempt`-th (from 0) request with `key`, if any.
+    fn fault(&self, method: &Method, key: &str, attempt: u64, has_continue: bool) -> Option<Fault> {
         let path = key.split(['?', ' ']).nth(1).unwrap_or_default();
         if let Some(rule) = self.rules.iter().find(|r| {
             r.method == method.as_str()
@@ -235,6 +265,8 @@ enum Fault {
     Plain(FaultKind),
     Delay(Duration),
     SlowStream(Duration),
+    /// Not a fault: the answer held a fixed time.
+    Latency(Duration),
 }
 
 impl Fault {
@@ -243,6 +275,7 @@ impl Fault {
             Fault::Plain(kind) => kind,
             Fault::Delay(_) => FaultKind::DelayPastTimeout,
             Fault::SlowStream(_) => FaultKind::SlowStream,
+            Fault::Latency(_) => FaultKind::Latency,
         }
     }
 }
@@ -487,7 +520,7 @@ async fn handle(
     };
     let fault = lock(&state.schedule).decide(&method, &key, attempt, has_continue);
     let record = |upstream_status: Option<u16>| {
-        if let Some(fault) = fault {
+        if let Some(fault) = fault.filter(|f| !matches!(f, Fault::Latency(_))) {
             lock(&state.injected).push(Injected {
                 key: key.clone(),
                 attempt,
@@ -602,7 +635,7 @@ async fn handle(
             let half = body.slice(..body.len() / 2);
             Ok(respond(FaultBody::chunks(vec![half], Duration::ZERO, true)))
         }
-        Some(Fault::Delay(delay)) => {
+        Some(Fault::Delay(delay) | Fault::Latency(delay)) => {
             tokio::time::sleep(delay).await;
             Ok(respond(FaultBody::whole(body)))
         }
@@ -810,5 +843,55 @@ mod tests {
                 .decide(&Method::GET, "GET /x", 0, false)
                 .is_none()
         );
+    }
+
+    #[test]
+    fn a_fixed_delay_holds_every_request_that_long_and_faults_none() {
+        let delay = Duration::from_millis(25);
+        let schedule = Schedule::fixed_delay(delay);
+        let requests = [
+            (Method::GET, "GET /api/v1/secrets?limit=500", false),
+            (
+                Method::GET,
+                "GET /api/v1/secrets?limit=500 (continue)",
+                true,
+            ),
+            (Method::GET, "GET /api", false),
+            (Method::POST, "POST /api/v1/namespaces/a/secrets", false),
+            (Method::PUT, "PUT /api/v1/namespaces/a/secrets/x", false),
+            (
+                Method::PATCH,
+                "PATCH /api/v1/namespaces/a/serviceaccounts/y",
+                false,
+            ),
+            (
+                Method::DELETE,
+                "DELETE /api/v1/namespaces/a/secrets/x",
+                false,
+            ),
+        ];
+        for (method, key, has_continue) in &requests {
+            for attempt in 0..2000 {
+                match schedule.decide(method, key, attempt, *has_continue) {
+                    Some(Fault::Latency(held)) => assert_eq!(held, delay, "{key} #{attempt}"),
+                    other => panic!("{key} #{attempt}: {other:?}, expected Latency({delay:?})"),
+                }
+            }
+        }
+        // zero: nothing at all; a seed never draws a latency
+        assert!(
+            Schedule::fixed_delay(Duration::ZERO)
+                .decide(&Method::GET, "GET /x", 0, false)
+                .is_none()
+        );
+        assert!(!FaultKind::ALL.contains(&FaultKind::Latency));
+        for seed in 0..50 {
+            let seeded = Schedule::from_seed(seed, Duration::from_secs(1));
+            assert!((0..200).all(|n| {
+                seeded
+                    .decide(&Method::GET, "GET /api/v1/secrets", n, false)
+                    .is_none_or(|f| f.kind() != FaultKind::Latency)
+            }));
+        }
     }
 }

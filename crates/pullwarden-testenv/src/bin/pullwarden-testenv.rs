@@ -1,10 +1,18 @@
 //! `pullwarden-testenv up|down|serve [--dir DIR]`: a control plane for manual
 //! work and demos (`just cluster-up` / `just cluster-down`).
+//! `pullwarden-testenv proxy --dir DIR --delay-ms MS`: an HTTPS proxy in front
+//! of that control plane holding every answer MS milliseconds (an emulated
+//! remote cluster, for `scripts/bench.sh`).
 //!
 //! `up` builds the binaries if missing, starts `serve` detached, waits until it
 //! is ready and prints `export KUBECONFIG=...` on stdout. `serve` owns the
 //! servers until SIGTERM/SIGINT. `down` stops `serve` by its PID, and the
 //! servers by theirs should anything be left.
+//!
+//! `proxy` runs in the foreground until SIGTERM/SIGINT. It serves the API
+//! server's certificate (the test CA's, for 127.0.0.1) and writes its URL to
+//! `DIR/proxy-url` when it listens. Client certificates cannot pass it (it
+//! terminates TLS): clients must use a bearer token.
 //!
 //! `PULLWARDEN_TESTENV_AUDIT=writes|all` (read by `serve`, passed on by `up`):
 //! an audit log `DIR/audit.log` of every write, or of every write and read.
@@ -19,13 +27,14 @@ use anyhow::{Context, Result, bail};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use pullwarden_testenv::{
-    ADMIN_CONTEXT, BIN_DIR_ENV, ControlPlane, Options, USER_CONTEXT, controlplane_bin_dir,
-    process_is_running,
+    ADMIN_CONTEXT, BIN_DIR_ENV, ControlPlane, FaultProxy, Options, Schedule, USER_CONTEXT,
+    controlplane_bin_dir, process_is_running,
 };
 
 const STDIN_OWNER_ENV: &str = "PULLWARDEN_TESTENV_STDIN_OWNER";
 const AUDIT_ENV: &str = "PULLWARDEN_TESTENV_AUDIT";
-const USAGE: &str = "usage: pullwarden-testenv up|down|serve [--dir DIR]";
+const USAGE: &str =
+    "usage: pullwarden-testenv up|down|serve [--dir DIR] | proxy --dir DIR --delay-ms MS";
 
 fn main() -> ExitCode {
     match run() {
@@ -39,6 +48,16 @@ fn main() -> ExitCode {
 
 fn run() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
+    if let [command, flag, dir, delay_flag, delay] = args.as_slice()
+        && command == "proxy"
+        && flag == "--dir"
+        && delay_flag == "--delay-ms"
+    {
+        let delay: u64 = delay
+            .parse()
+            .with_context(|| format!("--delay-ms {delay:?}: expected milliseconds"))?;
+        return proxy(Path::new(dir), Duration::from_millis(delay));
+    }
     let (command, dir) = match args.as_slice() {
         [command] => (command.as_str(), PathBuf::from(".pullwarden-cluster")),
         [command, flag, dir] if flag == "--dir" => (command.as_str(), PathBuf::from(dir)),
@@ -156,6 +175,52 @@ fn serve(dir: &Path) -> Result<()> {
         let _ = std::fs::remove_file(dir.join("serve.pid"));
         anyhow::Ok(())
     })
+}
+
+fn proxy(dir: &Path, delay: Duration) -> Result<()> {
+    let base_url = std::fs::read_to_string(dir.join("ready")).with_context(|| {
+        format!(
+            "no control plane ready in {} (`pullwarden-testenv up --dir` it first)",
+            dir.display()
+        )
+    })?;
+    let pki = dir.join("pki");
+    let read = |name: &str| {
+        std::fs::read_to_string(pki.join(name))
+            .with_context(|| format!("reading {}", pki.join(name).display()))
+    };
+    let proxy = FaultProxy::start(
+        base_url.trim(),
+        &read("ca.crt")?,
+        &read("serving.crt")?,
+        &read("serving.key")?,
+    )?;
+    proxy.set_schedule(Schedule::fixed_delay(delay));
+    std::fs::write(dir.join("proxy-url"), proxy.url())?;
+    writeln!(
+        std::io::stderr(),
+        "proxy at {} in front of {}, every answer held {delay:?}",
+        proxy.url(),
+        base_url.trim()
+    )?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    runtime.block_on(async {
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = tokio::signal::ctrl_c() => {}
+        }
+        anyhow::Ok(())
+    })?;
+    writeln!(
+        std::io::stderr(),
+        "proxy stopped after {} requests",
+        proxy.requests()
+    )?;
+    let _ = std::fs::remove_file(dir.join("proxy-url"));
+    Ok(())
 }
 
 fn down(dir: &Path) -> Result<()> {
