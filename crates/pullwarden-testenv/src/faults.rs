@@ -894,4 +894,67 @@ mod tests {
             }));
         }
     }
+
+    /// The proxy itself, in front of a small HTTPS server answering each
+    /// request with its method and path: with a fixed delay every answer is
+    /// the server's, untouched, at least that much later, and nothing is
+    /// listed as injected.
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_fixed_delay_proxy_answers_what_the_server_answered_that_much_later() -> Result<()> {
+        let dir = tempfile::tempdir()?;
+        let pki = crate::pki::Pki::generate(dir.path(), "admin", "user")?;
+        let cert = std::fs::read_to_string(&pki.serving_cert_file)?;
+        let key = std::fs::read_to_string(&pki.serving_key_file)?;
+        let acceptor = tls_acceptor(&cert, &key)?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let upstream_url = format!("https://{}", listener.local_addr()?);
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let acceptor = acceptor.clone();
+                tokio::spawn(async move {
+                    let Ok(stream) = acceptor.accept(stream).await else {
+                        return;
+                    };
+                    let service = service_fn(|request: Request<Incoming>| async move {
+                        let text = format!("{} {}", request.method(), request.uri().path());
+                        Ok::<_, std::convert::Infallible>(Response::new(Full::new(Bytes::from(
+                            text,
+                        ))))
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        let proxy = FaultProxy::start(&upstream_url, &pki.ca_pem, &cert, &key)?;
+        let delay = Duration::from_millis(300);
+        proxy.set_schedule(Schedule::fixed_delay(delay));
+        let client = upstream_client(&pki.ca_pem)?;
+        let requests = [
+            (Method::GET, "/api/v1/secrets"),
+            (Method::POST, "/api/v1/namespaces/a/secrets"),
+            (Method::DELETE, "/api/v1/namespaces/a/secrets/x"),
+        ];
+        for (method, path) in &requests {
+            let started = Instant::now();
+            let response = client
+                .request(
+                    Request::builder()
+                        .method(method.clone())
+                        .uri(format!("{}{path}", proxy.url()))
+                        .body(Full::new(Bytes::new()))?,
+                )
+                .await?;
+            let status = response.status();
+            let body = response.into_body().collect().await?.to_bytes();
+            let took = started.elapsed();
+            assert_eq!(status, StatusCode::OK, "{method} {path}");
+            assert_eq!(body, format!("{method} {path}").as_bytes());
+            assert!(took >= delay, "{method} {path} answered after {took:?}");
+        }
+        assert_eq!(proxy.requests(), requests.len());
+        assert!(proxy.injected().is_empty(), "{:?}", proxy.injected());
+        Ok(())
+    }
 }
