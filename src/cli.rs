@@ -489,7 +489,7 @@ pub fn run(cli: &Cli, out: &Output) -> ExitCode {
                     ExitCode::SUCCESS
                 }
                 Err(e) => {
-                    out.status(&format!("pullwarden: cannot render the man page: {e}"));
+                    out.error(&format!("pullwarden: cannot render the man page: {e}"));
                     ExitCode::from(1)
                 }
             }

@@ -74,7 +74,7 @@ pub(crate) fn finish_policy_read(
             return Err(Failed);
         }
         Err(_) => {
-            out.status("pullwarden: reading the RBAC policy was cancelled");
+            out.error("pullwarden: reading the RBAC policy was cancelled");
             return Err(Failed);
         }
     };
@@ -121,7 +121,7 @@ pub fn access(args: &AccessArgs, out: &Output) -> ExitCode {
 fn parse_filter(args: &AccessArgs, out: &Output) -> Result<AccessFilter, Failed> {
     let namespace = match &args.namespace {
         Some(glob) => Some(NamespacePattern::parse(glob).map_err(|e| {
-            out.status(&format!("pullwarden: --namespace {glob}: {e}"));
+            out.error(&format!("pullwarden: --namespace {glob}: {e}"));
             Failed
         })?),
         None => None,
@@ -132,7 +132,7 @@ fn parse_filter(args: &AccessArgs, out: &Output) -> Result<AccessFilter, Failed>
                 Some((ns.to_owned(), name.to_owned()))
             }
             _ => {
-                out.status(&format!(
+                out.error(&format!(
                     "pullwarden: --service-account {}: expected NAMESPACE/NAME",
                     render::safe(text)
                 ));
@@ -234,7 +234,7 @@ fn access_one(
     let policy = match read.policy {
         Ok(policy) => policy,
         Err(reason) => {
-            out.status(&format!("pullwarden: {}", render::safe(&reason)));
+            out.error(&format!("pullwarden: {}", render::safe(&reason)));
             return Err(Failed);
         }
     };
@@ -480,7 +480,7 @@ fn verify(
                 &policy,
             ))
             .map_err(|e| {
-                out.status(&format!("pullwarden: {}", render::safe(&e)));
+                out.error(&format!("pullwarden: {}", render::safe(&e)));
                 Failed
             })?;
         if !allowed {

@@ -42,7 +42,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
             None => None,
             Some(Saved::Fleet(saved)) => Some(saved),
             Some(Saved::One(_)) => {
-                out.status(&format!(
+                out.error(&format!(
                     "pullwarden: refusing the saved plan: it was made for one cluster, and workspace {} names clusters (spec.clusters); nothing was written. Plan again.",
                     render::safe(&ws.name)
                 ));
@@ -55,7 +55,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
         None => None,
         Some(Saved::One(saved)) => Some(*saved),
         Some(Saved::Fleet(_)) => {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: refusing the saved plan: it was made for a fleet, and workspace {} names no clusters; nothing was written. Plan again.",
                 render::safe(&ws.name)
             ));
@@ -74,7 +74,7 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
     let plan = &prepared.plan;
     out.data(&render::text(plan, out.style()));
     if !plan.errors.is_empty() {
-        out.status("pullwarden: the plan has errors; nothing was applied");
+        out.error("pullwarden: the plan has errors; nothing was applied");
         return Err(Failed);
     }
     if !plan.has_changes() {
@@ -91,13 +91,13 @@ fn apply_inner(args: &crate::cli::ApplyArgs, out: &Output) -> Result<ExitCode, F
 /// Asks once on the terminal; without one, refuses (`--auto-approve`).
 fn confirmed(out: &Output) -> bool {
     if !out.can_prompt() {
-        out.status(
+        out.error(
             "pullwarden: not applying: no terminal to confirm on; pass --auto-approve (e.g. in CI)",
         );
         return false;
     }
     if !out.confirm("Apply these changes? Only 'yes' is accepted: ") {
-        out.status("apply cancelled: nothing was written");
+        out.error("apply cancelled: nothing was written");
         return false;
     }
     true
@@ -137,10 +137,10 @@ fn prepare(
         if let Err(refusal) = saved::accept(saved, &ws.name, &live, &fresh.plan, &fresh.desired) {
             if let saved::Refusal::Stale(reasons) = &refusal {
                 for reason in reasons {
-                    out.status(&format!("stale: {reason}"));
+                    out.error(&format!("stale: {reason}"));
                 }
             }
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: refusing the saved plan: {refusal}; nothing was written. Plan again."
             ));
             return Err(Failed);
@@ -187,7 +187,12 @@ fn execute(
     let progress = |outcome: &pullwarden_kube::apply::Outcome| {
         let n = done.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
         out.progress_done();
-        out.status(&outcome_line(&plan.changes[outcome.index], &outcome.status));
+        let line = outcome_line(&plan.changes[outcome.index], &outcome.status);
+        if outcome.status == OutcomeStatus::Done {
+            out.status(&line);
+        } else {
+            out.error(&line);
+        }
         out.progress(n, total, &describe_change(&plan.changes[outcome.index]));
     };
     let outcomes = rt.block_on(pullwarden_kube::apply::apply(
@@ -204,7 +209,7 @@ fn execute(
         .filter(|o| o.status != OutcomeStatus::Done)
         .count();
     if failed > 0 {
-        out.status(&format!(
+        out.error(&format!(
             "apply incomplete: {failed} of {total} changes did not succeed; fix the cause and run apply again: it converges"
         ));
         return Err(Failed);
@@ -241,7 +246,7 @@ fn apply_fleet(
             .filter(|name| !fleet::names(ws).iter().any(|n| n == name))
             .collect();
         if saved.workspace != ws.name || !unknown.is_empty() {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: refusing the saved plan: it was made for workspace {}{}, not for this one; nothing was written. Plan again.",
                 render::safe(&saved.workspace),
                 if unknown.is_empty() {
@@ -258,7 +263,7 @@ fn apply_fleet(
             None => None,
             Some(fleet_plan) => {
                 let Some(entry) = fleet_plan.clusters.iter().find(|c| c.name == target.name) else {
-                    out.status(&format!(
+                    out.error(&format!(
                         "pullwarden: the saved plan holds no plan for cluster {} ({}); nothing was written there. Plan again.",
                         target.name,
                         if fleet_plan.unplanned.contains(&target.name) {
@@ -311,7 +316,7 @@ fn apply_fleet(
         .map(|s| s.name)
         .collect();
     if !failed.is_empty() {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: nothing will be applied on {}: {} (see above)",
             if failed.len() == 1 {
                 "this cluster"
@@ -404,14 +409,14 @@ struct Kind {
 fn read_saved_plan(file: &Path, out: &Output) -> Result<Saved, Failed> {
     let limit = pullwarden_input::Limit::SAVED_PLAN;
     let text = pullwarden_input::read_to_string(file, limit).map_err(|e| {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: cannot read the saved plan {}: {e}",
             file.display()
         ));
         Failed
     })?;
     let not_a_plan = |e: &serde_json::Error| {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: {} is not a saved plan (line {}, column {})",
             file.display(),
             e.line(),
@@ -429,7 +434,7 @@ fn read_saved_plan(file: &Path, out: &Output) -> Result<Saved, Failed> {
         saved::check_kind(&saved).map(|()| Saved::One(Box::new(saved)))
     };
     checked.map_err(|refusal| {
-        out.status(&format!("pullwarden: {}: {refusal}", file.display()));
+        out.error(&format!("pullwarden: {}: {refusal}", file.display()));
         Failed
     })
 }

@@ -68,7 +68,7 @@ fn split_name(text: &str, flag: &str, out: &Output) -> Result<(String, String), 
             Ok((ns.to_owned(), name.to_owned()))
         }
         _ => {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: {flag} takes NAMESPACE/NAME, not `{}`",
                 escape::text(text)
             ));
@@ -343,7 +343,7 @@ fn probe(
         Some(path) => Some(
             pullwarden_input::read(path, pullwarden_input::Limit::CREDENTIAL_FILE).map_err(
                 |e| {
-                    out.status(&format!("pullwarden: --registry-ca: {e}"));
+                    out.error(&format!("pullwarden: --registry-ca: {e}"));
                     Failed
                 },
             )?,
@@ -356,7 +356,7 @@ fn probe(
         timeout: args.cluster.request_timeout,
     })
     .map_err(|e| {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: cannot set up the registry client: {e}"
         ));
         Failed
@@ -372,7 +372,7 @@ fn probe(
         .or_else(|| image.tag.clone())
         .unwrap_or_else(|| "latest".to_owned());
     let target = Target::new(&image.domain, path, &reference).map_err(|e| {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: cannot probe {}: {e}",
             escape::text(&image.repository)
         ));

@@ -71,7 +71,7 @@ fn diff_inner(args: &DiffArgs, out: &Output) -> Result<ExitCode, Failed> {
             (path, rev.clone())
         }
         (None, None) => {
-            out.status("pullwarden: diff needs --base REV or --base-path DIR");
+            out.error("pullwarden: diff needs --base REV or --base-path DIR");
             return Err(Failed);
         }
     };
@@ -188,7 +188,7 @@ fn load(
         for problem in &errors {
             out.report(&problem.to_report(&loaded.sources));
         }
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: the workspace ({}) does not load; nothing was compared",
             render::safe(label)
         ));
@@ -209,11 +209,11 @@ fn checkout(rev: &str, path: &Path, out: &Output) -> Result<(TempDir, PathBuf), 
             .args(args)
             .output()
             .map_err(|e| {
-                out.status(&format!("pullwarden: cannot run git: {e}"));
+                out.error(&format!("pullwarden: cannot run git: {e}"));
                 Failed
             })?;
         if !output.status.success() {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: git {} failed: {}",
                 render::safe(&args.join(" ")),
                 render::safe(String::from_utf8_lossy(&output.stderr).trim())
@@ -252,7 +252,7 @@ fn checkout(rev: &str, path: &Path, out: &Output) -> Result<(TempDir, PathBuf), 
         pullwarden_core::secret::hex(&super::random_bytes::<6>())
     )));
     std::fs::create_dir(&tmp.0).map_err(|e| {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: cannot create a temporary folder: {e}"
         ));
         Failed
@@ -269,7 +269,7 @@ fn checkout(rev: &str, path: &Path, out: &Output) -> Result<(TempDir, PathBuf), 
             let _ = std::fs::create_dir_all(parent);
         }
         std::fs::write(&target, blob).map_err(|e| {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: cannot write {}: {e}",
                 target.display()
             ));
@@ -278,7 +278,7 @@ fn checkout(rev: &str, path: &Path, out: &Output) -> Result<(TempDir, PathBuf), 
         count += 1;
     }
     if count == 0 {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: {} holds no files at {}",
             render::safe(&path.display().to_string()),
             render::safe(rev)

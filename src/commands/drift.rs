@@ -115,7 +115,7 @@ fn print(
             .open(&summary)
             .and_then(|mut f| f.write_all(markdown().as_bytes()));
         if let Err(e) = written {
-            out.status(&format!("pullwarden: cannot write the job summary: {e}"));
+            out.error(&format!("pullwarden: cannot write the job summary: {e}"));
         }
     }
     if let Some(file) = &args.junit {
@@ -134,7 +134,7 @@ fn print(
             ),
         };
         if let Err(e) = write_atomically(file, &xml) {
-            out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
+            out.error(&format!("pullwarden: cannot write {}: {e}", file.display()));
             return ExitCode::from(1);
         }
     }

@@ -58,7 +58,7 @@ pub fn targets(
 ) -> Result<Option<Vec<Target>>, Failed> {
     if ws.clusters.is_empty() {
         if let Some(name) = names.first() {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: --cluster {}: workspace {} names no clusters (spec.clusters); it is planned against the one cluster the kubeconfig flags name",
                 render::safe(name),
                 render::safe(&ws.name)
@@ -68,7 +68,7 @@ pub fn targets(
         return Ok(None);
     }
     if cluster.context.is_some() {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: --context cannot be used with workspace {}: it names its clusters (spec.clusters), and each names its own context; choose clusters with --cluster NAME",
             render::safe(&ws.name)
         ));
@@ -77,7 +77,7 @@ pub fn targets(
     let known: Vec<&str> = ws.clusters.iter().map(|c| c.name.as_str()).collect();
     for name in names {
         if !known.contains(&name.as_str()) {
-            out.status(&format!(
+            out.error(&format!(
                 "pullwarden: --cluster {}: workspace {} has no such cluster (it names {})",
                 render::safe(name),
                 render::safe(&ws.name),
@@ -89,7 +89,7 @@ pub fn targets(
     if let Some(dir) = live
         && !dir.is_dir()
     {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: --live {}: workspace {} names clusters, so --live is a directory with one snapshot per cluster ({}/<cluster>.json, .yaml, or a folder <cluster>/)",
             dir.display(),
             render::safe(&ws.name),
@@ -109,7 +109,7 @@ pub fn targets(
                 continue;
             }
             if let Some(what) = pullwarden_kube::kubeconfig_runs_a_program(path, context) {
-                out.status(&format!(
+                out.error(&format!(
                     "pullwarden: cluster {}: the kubeconfig {} that workspace {} names runs {what} for context {}; a workspace may run programs only with --allow-commands (or PULLWARDEN_ALLOW_COMMANDS=true); nothing was done",
                     render::safe(name),
                     render::safe(&path.display().to_string()),
@@ -178,7 +178,7 @@ pub fn live_of<'a>(target: &'a Target, out: &Output) -> Result<Option<&'a Path>,
         None => Ok(None),
         Some(Ok(path)) => Ok(Some(path)),
         Some(Err(reason)) => {
-            out.status(&format!("pullwarden: {reason}"));
+            out.error(&format!("pullwarden: {reason}"));
             Err(Failed)
         }
     }

@@ -12,7 +12,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
     use pullwarden_core::names::{NamespacePattern, dns_label_problem};
 
     if let Some(problem) = dns_label_problem(&args.name) {
-        out.status(&format!("pullwarden: --name `{}` {problem}", args.name));
+        out.error(&format!("pullwarden: --name `{}` {problem}", args.name));
         return ExitCode::from(1);
     }
     let mut patterns = Vec::new();
@@ -20,13 +20,13 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
         match NamespacePattern::parse(pattern) {
             Ok(p) => patterns.push(p),
             Err(reason) => {
-                out.status(&format!("pullwarden: --namespace `{pattern}` {reason}"));
+                out.error(&format!("pullwarden: --namespace `{pattern}` {reason}"));
                 return ExitCode::from(1);
             }
         }
     }
     if args.out.exists() && std::fs::read_dir(&args.out).map_or(true, |mut d| d.next().is_some()) {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: {} exists and is not an empty folder; nothing was written",
             args.out.display()
         ));
@@ -42,7 +42,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
         &DigestKey::from_bytes(random_bytes::<32>()),
     );
     if let Err(e) = std::fs::create_dir_all(&args.out) {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: cannot create {}: {e}",
             args.out.display()
         ));
@@ -51,7 +51,7 @@ pub fn import(args: &crate::cli::ImportArgs, out: &Output) -> ExitCode {
     let files = pullwarden_spec::emit::workspace_files(&imported.workspace, &imported.variables);
     for (name, text) in &files {
         if let Err(e) = write_atomically(&args.out.join(name), text) {
-            out.status(&format!("pullwarden: cannot write {name}: {e}"));
+            out.error(&format!("pullwarden: cannot write {name}: {e}"));
             return ExitCode::from(1);
         }
     }

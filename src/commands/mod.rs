@@ -156,7 +156,7 @@ pub fn runtime(out: &Output) -> Result<Runtime, Failed> {
         .build()
         .map(|rt| Runtime(Some(rt)))
         .map_err(|e| {
-            out.status(&format!("pullwarden: cannot start the async runtime: {e}"));
+            out.error(&format!("pullwarden: cannot start the async runtime: {e}"));
             Failed
         })
 }

@@ -84,7 +84,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
         let saved = save(&made);
         let text = serde_json::to_string_pretty(&saved).expect("a saved plan serializes") + "\n";
         if let Err(e) = write_atomically(file, &text) {
-            out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
+            out.error(&format!("pullwarden: cannot write {}: {e}", file.display()));
             return ExitCode::from(1);
         }
         out.status(&format!("saved the plan to {}", file.display()));
@@ -100,7 +100,7 @@ pub fn plan(args: &PlanArgs, out: &Output) -> ExitCode {
 }
 
 fn report_errors(plan: &Plan, out: &Output) {
-    out.status(&format!(
+    out.error(&format!(
         "pullwarden: the plan has {} error{}; apply would refuse it",
         plan.errors.len(),
         if plan.errors.len() == 1 { "" } else { "s" }
@@ -257,7 +257,7 @@ fn print_fleet(
         };
         let text = serde_json::to_string_pretty(&saved).expect("a saved plan serializes") + "\n";
         if let Err(e) = write_atomically(file, &text) {
-            out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
+            out.error(&format!("pullwarden: cannot write {}: {e}", file.display()));
             return ExitCode::from(1);
         }
         out.status(&format!(
@@ -280,7 +280,7 @@ fn print_fleet(
         .map(|s| s.name)
         .collect();
     if !failed.is_empty() {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: {} of {} failed: {}",
             fleet::clusters(failed.len()),
             sections.len(),

@@ -18,7 +18,7 @@ use crate::output::Output;
 pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
     let targets = match &args.workspace {
         None if !args.clusters.is_empty() => {
-            out.status("pullwarden: --cluster chooses clusters of a workspace: name the workspace (`pullwarden snapshot WORKSPACE --out DIR --cluster NAME`)");
+            out.error("pullwarden: --cluster chooses clusters of a workspace: name the workspace (`pullwarden snapshot WORKSPACE --out DIR --cluster NAME`)");
             return ExitCode::from(1);
         }
         None => None,
@@ -42,11 +42,11 @@ pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
         };
     };
     let Some(dir) = &args.out else {
-        out.status("pullwarden: the workspace names clusters: write their snapshots into a directory with --out DIR (one DIR/<cluster>.json each)");
+        out.error("pullwarden: the workspace names clusters: write their snapshots into a directory with --out DIR (one DIR/<cluster>.json each)");
         return ExitCode::from(1);
     };
     if let Err(e) = std::fs::create_dir_all(dir) {
-        out.status(&format!("pullwarden: cannot create {}: {e}", dir.display()));
+        out.error(&format!("pullwarden: cannot create {}: {e}", dir.display()));
         return ExitCode::from(1);
     }
     let runs = fleet::run_each(&targets, out, |target, out| {
@@ -66,7 +66,7 @@ pub fn snapshot(args: &crate::cli::SnapshotArgs, out: &Output) -> ExitCode {
         ));
         ExitCode::SUCCESS
     } else {
-        out.status(&format!(
+        out.error(&format!(
             "pullwarden: no snapshot of {} ({}); the others are in {}",
             fleet::clusters(failed.len()),
             failed.join(", "),
@@ -102,7 +102,7 @@ fn snapshot_one(
         None => out.data(&text),
         Some(file) => {
             if let Err(e) = write_atomically(file, &text) {
-                out.status(&format!("pullwarden: cannot write {}: {e}", file.display()));
+                out.error(&format!("pullwarden: cannot write {}: {e}", file.display()));
                 return Err(Failed);
             }
             out.status(&format!(
