@@ -60,6 +60,10 @@
 #      the same N-namespace fixture and applied, `plan` of each cluster on its own, then
 #      `plan` of a workspace naming the three (spec.clusters) against the slowest single
 #      plan, target <= 1.3x; requests and MB are counted on the first cluster only),
+#      PULLWARDEN_BENCH_FLEET_RTT_MS (25; 0 skips it: the same single and fleet plans again,
+#      each cluster reached through its own `pullwarden-testenv proxy` holding every answer
+#      that many ms, as a remote cluster's round trip would; as a cluster-admin
+#      ServiceAccount's token, since client certificates cannot pass the proxy),
 #      PULLWARDEN_BENCH_OUT (results file, default target/bench/results.md),
 #      PULLWARDEN_BENCH_KEEP=1 keeps the work dir (fixtures, logs, outputs).
 set -euo pipefail
@@ -409,6 +413,7 @@ fi
 
 # ---- fleet: three clusters in one plan -----------------------------------
 FLEET_N="${PULLWARDEN_BENCH_FLEET_N:-1000}"
+FLEET_RTT_MS="${PULLWARDEN_BENCH_FLEET_RTT_MS:-25}"
 if ((FLEET_N > 0)); then
   n="fleet"
   gen="$work/gen-fleet"
@@ -438,6 +443,50 @@ if ((FLEET_N > 0)); then
   measure "pullwarden plan, fleet of a+b+c (no changes)" "$REPEATS" 0 \
     "$PW" plan "$fleet_ws" --detailed-exitcode --color never
   note "fleet plan: $(grep -h '^Plan:' "$work/last.stdout" | tail -1) over $(grep -c '^=== cluster' "$work/last.stdout") clusters"
+
+  # emulated remote clusters: each reached through a proxy holding every answer RTT ms
+  if ((FLEET_RTT_MS > 0)); then
+    log "fleet: the same plans through proxies adding $FLEET_RTT_MS ms to every request"
+    rtt_pids=()
+    rtt_yaml="  clusters:"
+    for c in a b c; do
+      dir="$work/fleet-$c"
+      kcfg="$dir/kubeconfig" kcache="$work/kcache-fleet-$c"
+      rm -f "$dir/proxy-url"
+      "$TESTENV" proxy --dir "$dir" --delay-ms "$FLEET_RTT_MS" 2>"$dir/proxy.log" &
+      rtt_pids+=($!)
+      for _ in $(seq 100); do [[ -s "$dir/proxy-url" ]] && break; sleep 0.1; done
+      [[ -s "$dir/proxy-url" ]] || { log "proxy of $c did not start:"; cat "$dir/proxy.log" >&2; exit 1; }
+      # a token (client certificates cannot pass the proxy), never shown
+      k create serviceaccount pullwarden-bench -n default >/dev/null
+      k create clusterrolebinding pullwarden-bench --clusterrole cluster-admin \
+        --serviceaccount default:pullwarden-bench >/dev/null
+      token="$(k create token pullwarden-bench -n default --duration 2h)"
+      (umask 077; printf '%s\n' "apiVersion: v1" "kind: Config" \
+        "clusters: [{name: rtt, cluster: {server: \"$(cat "$dir/proxy-url")\", certificate-authority: \"$dir/pki/ca.crt\"}}]" \
+        "users: [{name: rtt, user: {token: \"$token\"}}]" \
+        "contexts: [{name: pullwarden-rtt, context: {cluster: rtt, user: rtt}}]" \
+        "current-context: pullwarden-rtt" >"$dir/kubeconfig-rtt")
+      unset token
+      rtt_yaml+=$'\n'"    - {name: $c, context: pullwarden-rtt, kubeconfig: \"$dir/kubeconfig-rtt\"}"
+    done
+    rtt_ws="$work/fleet-rtt-workspace"
+    cp -r "$gen/workspace" "$rtt_ws"
+    awk -v add="$rtt_yaml" '{print} $0 == "  prune: true" && !done {print add; done = 1}' \
+      "$gen/workspace/workspace.yaml" >"$rtt_ws/workspace.yaml"
+    kcfg="$work/fleet-a/kubeconfig" kcache="$work/kcache-fleet-a"
+    calibrate
+    for c in a b c; do
+      measure "pullwarden plan, cluster $c alone, +$FLEET_RTT_MS ms per request (no changes)" "$REPEATS" 0 \
+        "$PW" plan "$gen/workspace" --detailed-exitcode --kubeconfig "$work/fleet-$c/kubeconfig-rtt" --context pullwarden-rtt --color never
+    done
+    measure "pullwarden plan, fleet of a+b+c, +$FLEET_RTT_MS ms per request (no changes)" "$REPEATS" 0 \
+      "$PW" plan "$rtt_ws" --detailed-exitcode --color never
+    note "fleet plan through the proxies: $(grep -h '^Plan:' "$work/last.stdout" | tail -1) over $(grep -c '^=== cluster' "$work/last.stdout") clusters"
+    kill -TERM "${rtt_pids[@]}" 2>/dev/null || true
+    wait "${rtt_pids[@]}" 2>/dev/null || true
+    for c in a b c; do note "proxy of $c: $(tail -1 "$work/fleet-$c/proxy.log")"; done
+  fi
   for c in a b c; do cluster_down "$work/fleet-$c"; done
 fi
 
@@ -496,6 +545,19 @@ mkdir -p "$(dirname "$OUT")"
     echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
     echo "| $FLEET_N | $slowest | $sum | $fleetplan | $(ratio "$fleetplan" "$slowest") | $(ratio "$fleetplan" "$sum") | $(get fleet "pullwarden plan, fleet of a+b+c (no changes)" 9) / $cpusum | $(get fleet "pullwarden plan, fleet of a+b+c (no changes)" 6) |"
     echo
+    if ((FLEET_RTT_MS > 0)); then
+      rtt=", +$FLEET_RTT_MS ms per request"
+      slowest="$(for c in a b c; do get fleet "pullwarden plan, cluster $c alone$rtt (no changes)" 4; done | sort -g | tail -1)"
+      fleetplan="$(get fleet "pullwarden plan, fleet of a+b+c$rtt (no changes)" 4)"
+      sum="$(for c in a b c; do get fleet "pullwarden plan, cluster $c alone$rtt (no changes)" 4; done | awk '{s += $1} END {printf "%.2f", s}')"
+      cpusum="$(for c in a b c; do get fleet "pullwarden plan, cluster $c alone$rtt (no changes)" 9; done | awk '{s += $1} END {printf "%.2f", s}')"
+      echo "Each cluster reached through a proxy holding every answer $FLEET_RTT_MS ms (emulated remote clusters):"
+      echo
+      echo "| namespaces per cluster | added per request (ms) | slowest single-cluster plan (s) | the three one after another (s) | fleet plan of 3 (s) | fleet / slowest (target ≤ 1.3) | fleet / the three one after another | CPU: fleet / the three (s) | fleet peak RSS MB |"
+      echo "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"
+      echo "| $FLEET_N | $FLEET_RTT_MS | $slowest | $sum | $fleetplan | $(ratio "$fleetplan" "$slowest") | $(ratio "$fleetplan" "$sum") | $(get fleet "pullwarden plan, fleet of a+b+c$rtt (no changes)" 9) / $cpusum | $(get fleet "pullwarden plan, fleet of a+b+c$rtt (no changes)" 6) |"
+      echo
+    fi
   fi
   echo "## Growth per namespace"
   echo
