@@ -204,27 +204,49 @@ pub async fn connect(
     // for it on exit.
     let kubeconfig = kubeconfig.map(Path::to_path_buf);
     let context = context.map(str::to_owned);
+    let deadline = tokio::time::Instant::now() + request_timeout;
     let handle = tokio::runtime::Handle::current();
-    let connecting = tokio::task::spawn_blocking(move || {
-        handle.block_on(connect_unbounded(
+    // Only building the client runs there: what needs the runtime's timers
+    // (the version probe) runs on the runtime, so a blocking thread left
+    // behind by a hung plugin never touches a runtime that has shut down.
+    let building = tokio::task::spawn_blocking(move || {
+        handle.block_on(build_client(
             kubeconfig.as_deref(),
             context.as_deref(),
             request_timeout,
         ))
     });
-    match tokio::time::timeout(request_timeout, connecting).await {
-        Ok(Ok(result)) => result,
-        Ok(Err(join)) => Err(ClusterError::Kubeconfig {
-            reason: if join.is_panic() {
-                "connecting failed unexpectedly (a bug: please report it)".to_owned()
-            } else {
-                "connecting was cancelled".to_owned()
-            },
-        }),
-        Err(_) => Err(ClusterError::Timeout {
-            server: None,
-            timeout: request_timeout,
-        }),
+    let timed_out = || ClusterError::Timeout {
+        server: None,
+        timeout: request_timeout,
+    };
+    let (client, server) = match tokio::time::timeout_at(deadline, building).await {
+        Ok(Ok(result)) => result?,
+        Ok(Err(join)) => {
+            return Err(ClusterError::Kubeconfig {
+                reason: if join.is_panic() {
+                    "connecting failed unexpectedly (a bug: please report it)".to_owned()
+                } else {
+                    "connecting was cancelled".to_owned()
+                },
+            });
+        }
+        Err(_) => return Err(timed_out()),
+    };
+    let policy = RetryPolicy {
+        request_timeout,
+        ..RetryPolicy::default()
+    };
+    match tokio::time::timeout_at(deadline, retry(&policy, || client.apiserver_version())).await {
+        Ok(Ok(_)) => Ok(client),
+        Ok(Err(e)) => Err(request_error(
+            &e,
+            Some(&server),
+            "get",
+            "the server version",
+            "cluster scope",
+        )),
+        Err(_) => Err(timed_out()),
     }
 }
 
@@ -279,11 +301,13 @@ fn read_kubeconfig(path: &Path) -> Result<Kubeconfig, ClusterError> {
     Kubeconfig::read_from(path).map_err(|e| kubeconfig_error(&e))
 }
 
-async fn connect_unbounded(
+/// The client for the kubeconfig and context, not yet used, and its server
+/// URL. Runs the credential plugin, if any (see [`connect`]).
+async fn build_client(
     kubeconfig: Option<&Path>,
     context: Option<&str>,
     request_timeout: Duration,
-) -> Result<Client, ClusterError> {
+) -> Result<(Client, String), ClusterError> {
     let options = KubeConfigOptions {
         context: context.map(str::to_owned),
         ..KubeConfigOptions::default()
@@ -325,22 +349,7 @@ async fn connect_unbounded(
             ),
         }
     })?;
-    let policy = RetryPolicy {
-        request_timeout,
-        ..RetryPolicy::default()
-    };
-    retry(&policy, || client.apiserver_version())
-        .await
-        .map_err(|e| {
-            request_error(
-                &e,
-                Some(&server),
-                "get",
-                "the server version",
-                "cluster scope",
-            )
-        })?;
-    Ok(client)
+    Ok((client, server))
 }
 
 async fn from_kubeconfig(
