@@ -55,8 +55,19 @@ pub enum Refusal {
 }
 
 impl std::fmt::Display for Refusal {
+    /// Printed made safe as a whole: UIDs, names, resourceVersions and
+    /// targets come from the saved plan file, the cluster or a snapshot.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
+        f.write_str(&crate::render::safe(&self.describe()))
+    }
+}
+
+impl Refusal {
+    fn describe(&self) -> String {
+        use std::fmt::Write as _;
+        let mut text = String::new();
+        let f = &mut text;
+        let _ = match self {
             Refusal::NotThisVersion => {
                 f.write_str("it is not a saved plan of this version of pullwarden")
             }
@@ -81,7 +92,8 @@ impl std::fmt::Display for Refusal {
             Refusal::NotTheSamePlan => f.write_str(
                 "it is not the plan this workspace gives for the cluster as it is (was it edited, or the workspace changed?)",
             ),
-        }
+        };
+        text
     }
 }
 
@@ -360,6 +372,26 @@ pub fn stale_reasons(
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn a_refusal_prints_no_control_character_from_the_file_or_the_cluster() {
+        let hostile = "0d5c\u{1b}[2J\n::error::forged";
+        for refusal in [
+            Refusal::OtherCluster {
+                planned: hostile.to_owned(),
+                now: "0d5c".to_owned(),
+            },
+            Refusal::NoCluster {
+                now: hostile.to_owned(),
+            },
+            Refusal::Stale(vec![format!("Secret a/{hostile} no longer exists")]),
+        ] {
+            let text = refusal.to_string();
+            assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text:?}");
+            assert!(text.contains("0d5c?[2J?::error::forged"), "{text:?}");
+        }
+    }
+
     use super::*;
     use crate::live::{ClusterId, LiveState};
     use crate::plan::{Change, ObjectKind, PLAN_FORMAT_VERSION, Plan, Schedule};
